@@ -1,0 +1,1 @@
+"""Accounts: domains, users and aliases, password hashes, and the one cred checker every protocol uses."""

@@ -1,0 +1,97 @@
+"""Who is who: the domains served here, their users, and where each address's mail goes."""
+
+from dataclasses import dataclass
+
+from zope.interface import implementer
+
+from mailbox_appliance.accounts import files
+from mailbox_appliance.accounts.addresses import normalize_address, split_address, without_subaddress
+from mailbox_appliance.accounts.interfaces import IAccounts
+
+# Aliases pointing at aliases are followed this deep; a loop or a longer chain stops there.
+MAX_ALIAS_DEPTH = 10
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where mail for one address goes: user mailboxes here, and addresses elsewhere."""
+
+    local: tuple
+    remote: tuple
+
+
+@implementer(IAccounts)
+class Accounts:
+    """IAccounts over the users, aliases and domains files, re-read when they change."""
+
+    def __init__(self, hostname, static_domains, users_file, aliases_file, domains_file):
+        self.hostname = hostname
+        self._static_domains = frozenset(static_domains)
+        self._users = files.WatchedFile(users_file, files.USERS)
+        self._aliases = files.WatchedFile(aliases_file, files.ALIASES)
+        self._domains = files.WatchedFile(domains_file, files.DOMAINS)
+
+    @classmethod
+    def from_settings(cls, settings):
+        accounts = settings.accounts
+        return cls(settings.server.hostname, settings.server.domains,
+                   accounts.users_file, accounts.aliases_file, accounts.domains_file)
+
+    def domains(self):
+        return self._static_domains | set(self._domains.entries())
+
+    def is_local_domain(self, domain):
+        domain = domain.lower().rstrip(".")
+        return domain in self._static_domains or domain in self._domains.entries()
+
+    def users(self):
+        return sorted(self._users.entries())
+
+    def aliases(self):
+        return dict(self._aliases.entries())
+
+    def password_hash(self, address):
+        return self._users.entries().get(normalize_address(address))
+
+    def resolve(self, address):
+        local, remote = {}, {}
+        if not self._expand(normalize_address(address), local, remote, 0, catch_all=True):
+            return None
+        return Resolution(tuple(local), tuple(remote))
+
+    def may_send_as(self, user, address):
+        user = normalize_address(user)
+        address = normalize_address(address)
+        if without_subaddress(address) == user:
+            return True
+        local = {}
+        # A catch-all does not make every address of its domain the user's own.
+        return self._expand(address, local, {}, 0, catch_all=False) and user in local
+
+    def _expand(self, address, local, remote, depth, catch_all):
+        """Add where *address* goes to *local* and *remote* (dicts used as ordered sets).
+
+        Order of lookup: the exact user or alias, then without its +subaddress (RFC 5233), then the
+        domain's catch-all.  Returns False when a local address matches nothing.
+        """
+        _, domain = split_address(address)
+        if not self.is_local_domain(domain):
+            remote[address] = None
+            return True
+        if depth > MAX_ALIAS_DEPTH:
+            return False
+        users = self._users.entries()
+        aliases = self._aliases.entries()
+        candidates = [address, without_subaddress(address)]
+        if catch_all:
+            candidates.append("@" + domain)
+        for candidate in candidates:
+            if candidate in users:
+                local[candidate] = None
+                return True
+            if candidate in aliases:
+                found = False
+                for target in aliases[candidate]:
+                    found |= self._expand(target, local, remote, depth + 1, catch_all=True)
+                return found
+        return False

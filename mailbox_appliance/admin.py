@@ -1,0 +1,243 @@
+"""mailbox-appliance-admin: the admin's command for domains, users, aliases and the configuration.
+
+Every edit goes through accounts.files.edit (locked, atomic), and the running appliance re-reads the
+files on its own, so no restart is needed.  Errors are one line on stderr and exit status 1.
+"""
+
+import argparse
+import getpass
+import os
+import sys
+
+from mailbox_appliance import config
+from mailbox_appliance.accounts import files, passwords
+from mailbox_appliance.accounts.addresses import (
+    is_valid_address,
+    is_valid_domain,
+    normalize_address,
+    split_address,
+)
+from mailbox_appliance.accounts.directory import Accounts
+from mailbox_appliance.maildir.layout import create_user_maildir, user_maildir
+
+
+class AdminError(Exception):
+    """What went wrong, in one line for the admin."""
+
+
+def _settings(arguments):
+    path = arguments.config or os.environ.get(config.CONFIG_ENVIRONMENT_VARIABLE) or None
+    return config.load(path)
+
+
+def _accounts(settings):
+    return Accounts.from_settings(settings)
+
+
+def _read_password(arguments, address):
+    if arguments.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise AdminError("no terminal to ask the password on; pipe it in with --password-stdin")
+        password = getpass.getpass(f"Password for {address}: ")
+        if getpass.getpass("Again: ") != password:
+            raise AdminError("the two passwords differ; nothing changed")
+    if not password:
+        raise AdminError("an empty password is not allowed; nothing changed")
+    return password
+
+
+def _local_address(accounts, address):
+    address = normalize_address(address)
+    if not is_valid_address(address):
+        raise AdminError(f"{address!r} is not a mail address (expected user@domain)")
+    _, domain = split_address(address)
+    if not accounts.is_local_domain(domain):
+        raise AdminError(f"{domain} is not a domain of this server; add it first: domain add {domain}")
+    return address
+
+
+# -- domains -------------------------------------------------------------------------------------
+
+
+def domain_add(arguments, settings):
+    domain = arguments.domain.strip().lower().rstrip(".")
+    if not is_valid_domain(domain):
+        raise AdminError(f"{arguments.domain!r} is not a domain name")
+    if domain in settings.server.domains:
+        return f"{domain} is already served (set in the configuration's [server] domains)"
+    files.edit(settings.accounts.domains_file, files.DOMAINS, domain, domain)
+    return f"added domain {domain}"
+
+
+def domain_del(arguments, settings):
+    domain = arguments.domain.strip().lower().rstrip(".")
+    if domain in settings.server.domains:
+        raise AdminError(f"{domain} is set in {settings.path or 'the built-in defaults'} [server] domains; remove it there")
+    users = [user for user in _accounts(settings).users() if split_address(user)[1] == domain]
+    if users:
+        raise AdminError(f"{domain} still has {len(users)} user(s), e.g. {users[0]}; delete them first")
+    if files.edit(settings.accounts.domains_file, files.DOMAINS, domain, None) is None:
+        raise AdminError(f"{domain} is not a domain added with 'domain add'")
+    return f"deleted domain {domain}"
+
+
+def domain_list(arguments, settings):
+    return "\n".join(sorted(_accounts(settings).domains()))
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+def user_add(arguments, settings):
+    accounts = _accounts(settings)
+    address = _local_address(accounts, arguments.address)
+    if accounts.password_hash(address) is not None:
+        raise AdminError(f"{address} exists already; change its password with: user passwd {address}")
+    password = _read_password(arguments, address)
+    local, domain = split_address(address)
+    maildir = user_maildir(settings.server.data_dir, domain, local)
+    create_user_maildir(maildir)
+    files.edit(settings.accounts.users_file, files.USERS, address, f"{address}:{passwords.hash_password(password)}")
+    return f"added user {address} (mail in {maildir})"
+
+
+def user_passwd(arguments, settings):
+    accounts = _accounts(settings)
+    address = normalize_address(arguments.address)
+    if accounts.password_hash(address) is None:
+        raise AdminError(f"no user {address}")
+    password = _read_password(arguments, address)
+    files.edit(settings.accounts.users_file, files.USERS, address, f"{address}:{passwords.hash_password(password)}")
+    return f"changed the password of {address}"
+
+
+def user_del(arguments, settings):
+    address = normalize_address(arguments.address)
+    if files.edit(settings.accounts.users_file, files.USERS, address, None) is None:
+        raise AdminError(f"no user {address}")
+    local, domain = split_address(address)
+    maildir = user_maildir(settings.server.data_dir, domain, local)
+    return f"deleted user {address}; the mail stays in {maildir} (remove it by hand when no longer needed)"
+
+
+def user_list(arguments, settings):
+    accounts = _accounts(settings)
+    lines = []
+    for address in accounts.users():
+        stored = accounts.password_hash(address)
+        note = "" if passwords.is_supported(stored) else f"  (password scheme {passwords.scheme_of(stored)} not supported)"
+        lines.append(address + note)
+    return "\n".join(lines)
+
+
+# -- aliases -------------------------------------------------------------------------------------
+
+
+def alias_add(arguments, settings):
+    accounts = _accounts(settings)
+    source = normalize_address(arguments.source)
+    domain = source[1:] if source.startswith("@") else split_address(source)[1]
+    if not (is_valid_domain(domain) and (source.startswith("@") or is_valid_address(source))):
+        raise AdminError(f"{arguments.source!r} is not an address or a catch-all @domain")
+    if not accounts.is_local_domain(domain):
+        raise AdminError(f"{domain} is not a domain of this server; add it first: domain add {domain}")
+    targets = list(accounts.aliases().get(source, ()))
+    for target in map(normalize_address, arguments.targets):
+        if not is_valid_address(target):
+            raise AdminError(f"{target!r} is not a mail address")
+        if target not in targets:
+            targets.append(target)
+    files.edit(settings.accounts.aliases_file, files.ALIASES, source, f"{source}: {', '.join(targets)}")
+    return f"{source} -> {', '.join(targets)}"
+
+
+def alias_del(arguments, settings):
+    source = normalize_address(arguments.source)
+    previous = _accounts(settings).aliases().get(source)
+    if previous is None:
+        raise AdminError(f"no alias {source}")
+    removed = set(map(normalize_address, arguments.targets))
+    remaining = [target for target in previous if target not in removed] if removed else []
+    new_line = f"{source}: {', '.join(remaining)}" if remaining else None
+    files.edit(settings.accounts.aliases_file, files.ALIASES, source, new_line)
+    return f"{source} -> {', '.join(remaining)}" if remaining else f"deleted alias {source}"
+
+
+def alias_list(arguments, settings):
+    return "\n".join(f"{source}: {', '.join(targets)}" for source, targets in sorted(_accounts(settings).aliases().items()))
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def check_config(arguments, settings):
+    from mailbox_appliance import tls
+
+    accounts = _accounts(settings)
+    tls.context_factory(settings)
+    return "\n".join([
+        f"configuration {settings.path or '(built-in defaults)'}: OK",
+        f"hostname {settings.server.hostname}; data in {settings.server.data_dir}",
+        f"domains: {', '.join(sorted(accounts.domains()))}",
+        f"{len(accounts.users())} user(s), {len(accounts.aliases())} alias(es)",
+        *(f"listener {name}: {endpoint}{' (TLS)' if implicit else ''}" for name, endpoint, implicit in settings.listen.enabled()),
+    ])
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="mailbox-appliance-admin", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", "-c", help=f"the INI configuration file (default: ${config.CONFIG_ENVIRONMENT_VARIABLE}, else the built-in defaults)")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,check-config}")
+
+    def command(subparsers, name, handler, help_text):
+        sub = subparsers.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    domain = groups.add_parser("domain", help="domains served here").add_subparsers(dest="action", required=True)
+    command(domain, "add", domain_add, "serve a domain").add_argument("domain")
+    command(domain, "del", domain_del, "stop serving a domain (it must have no users)").add_argument("domain")
+    command(domain, "list", domain_list, "list the domains")
+
+    user = groups.add_parser("user", help="users (mailboxes)").add_subparsers(dest="action", required=True)
+    for name, handler, help_text in (("add", user_add, "add a user and create its Maildir"),
+                                     ("passwd", user_passwd, "change a user's password")):
+        sub = command(user, name, handler, help_text)
+        sub.add_argument("address")
+        sub.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    command(user, "del", user_del, "delete a user (its mail is kept on disk)").add_argument("address")
+    command(user, "list", user_list, "list the users")
+
+    alias = groups.add_parser("alias", help="aliases and catch-alls").add_subparsers(dest="action", required=True)
+    sub = command(alias, "add", alias_add, "point an address (or @domain) at one or more addresses")
+    sub.add_argument("source")
+    sub.add_argument("targets", nargs="+")
+    sub = command(alias, "del", alias_del, "delete an alias, or only some of its targets")
+    sub.add_argument("source")
+    sub.add_argument("targets", nargs="*")
+    command(alias, "list", alias_list, "list the aliases")
+
+    command(groups, "check-config", check_config, "check the configuration, certificate and account files")
+    return parser
+
+
+def main(argv=None):
+    from mailbox_appliance import tls
+
+    arguments = _parser().parse_args(argv)
+    try:
+        output = arguments.handler(arguments, _settings(arguments))
+    except (AdminError, config.ConfigError, files.FileFormatError, tls.TLSError, ValueError) as error:
+        print(f"mailbox-appliance-admin: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if output:
+        print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

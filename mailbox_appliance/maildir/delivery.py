@@ -1,0 +1,103 @@
+"""Atomic, durable delivery of one message into a Maildir's new/.
+
+Why: SMTP may answer 250 only once the message survives a crash.  The Maildir
+spec (https://cr.yp.to/proto/maildir.html) delivers by writing tmp/<unique>
+and moving it into new/; we add the fsyncs that make it durable: the file
+before the rename, the new/ directory after it.
+
+The steps are exposed separately so a caller can batch the directory fsync
+(group commit): ``write_tmp`` each message, ``publish`` each, then one
+``sync_dir`` per new/ directory before acknowledging them all.
+"""
+
+import os
+from dataclasses import dataclass
+
+from mailbox_appliance.atomic import sync_dir, write_all
+from .names import crlf_size, new_base_name
+
+__all__ = ["TmpFile", "write_tmp", "publish", "sync_dir", "deliver", "discard"]
+
+
+@dataclass(frozen=True)
+class TmpFile:
+    """A message written and fsynced in tmp/, not yet visible in new/."""
+    maildir: str
+    name: str
+
+    @property
+    def tmp_path(self):
+        return os.path.join(self.maildir, "tmp", self.name)
+
+    @property
+    def new_path(self):
+        return os.path.join(self.maildir, "new", self.name)
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_tmp(maildir, data, hostname=None):
+    """Write *data* byte for byte to tmp/<unique name>, fsync it, return a TmpFile.
+
+    The name carries S= (len of data) and W= (size with CRLF line ends).  The
+    data goes out in one write from the caller's buffer (no copy, no line-end
+    conversion).  On any error the partial tmp file is removed and the error
+    re-raised.
+    """
+    name = new_base_name(len(data), crlf_size(data), hostname)
+    tmp = TmpFile(os.fspath(maildir), name)
+    path = tmp.tmp_path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                 0o600)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _unlink_quietly(path)
+        raise
+    return tmp
+
+
+def publish(tmp):
+    """Rename *tmp* into new/ and return its file name (no directory fsync).
+
+    The name is unique, so the rename never replaces another message.  On
+    failure the tmp file is removed and the error re-raised.
+    """
+    try:
+        os.rename(tmp.tmp_path, tmp.new_path)
+    except BaseException:
+        _unlink_quietly(tmp.tmp_path)
+        raise
+    return tmp.name
+
+
+def discard(tmp):
+    """Remove a written but unpublished tmp file (e.g. a batch was aborted)."""
+    _unlink_quietly(tmp.tmp_path)
+
+
+def deliver(maildir_path, message, hostname=None):
+    """Deliver *message* (bytes) durably into *maildir_path*/new/; return its name.
+
+    write tmp -> fsync file -> rename into new/ -> fsync new/.  If the final
+    directory fsync fails the message is taken back out of new/ before the
+    error is re-raised: the caller will not acknowledge it, so the sender
+    retries, and leaving it would risk a duplicate.
+    """
+    tmp = write_tmp(maildir_path, message, hostname)
+    name = publish(tmp)
+    try:
+        sync_dir(os.path.dirname(tmp.new_path))
+    except BaseException:
+        _unlink_quietly(tmp.new_path)
+        raise
+    return name

@@ -1,0 +1,104 @@
+"""makeService(settings): one MultiService holding every listener of the appliance."""
+
+import os
+
+from twisted.application import service
+from twisted.cred.portal import Portal
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+
+from mailbox_appliance import tls
+from mailbox_appliance.accounts.checker import PasswordChecker
+from mailbox_appliance.accounts.directory import Accounts
+from mailbox_appliance.imap.server import IMAPFactory
+from mailbox_appliance.pop3 import POP3Factory
+from mailbox_appliance.realm import MailRealm
+from mailbox_appliance.smtp.server import SMTPFactory
+
+
+class StartupError(Exception):
+    """The appliance cannot start; the message is one line naming what to fix."""
+
+
+class ListenerService(service.Service):
+    """Listens on one endpoint string; binds in privilegedStartService so low ports work.
+
+    A listener that cannot bind stops the start-up with one line naming it, the endpoint and the
+    reason, instead of a traceback and a half-started server.
+    """
+
+    log = Logger()
+
+    def __init__(self, name, endpoint_description, factory, reactor):
+        self.setName(name)
+        self.endpoint_description = endpoint_description
+        self.factory = factory
+        self.reactor = reactor
+        self.port = None
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        endpoint = serverFromString(self.reactor, self.endpoint_description)
+        outcome = []
+        endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome or isinstance(outcome[0], Failure):
+            reason = outcome[0].getErrorMessage() if outcome else "no answer from the endpoint"
+            raise SystemExit(
+                f"mailbox-appliance: cannot listen for {self.name} on {self.endpoint_description}: {reason}"
+            )
+        self.port = outcome[0]
+
+    def startService(self):
+        super().startService()
+        address = self.port.getHost()
+        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
+        self.log.info("{listener} listening on {address} ({endpoint})",
+                      listener=self.name, address=where, endpoint=self.endpoint_description)
+
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+
+def makeService(settings, reactor=None):
+    """Build the appliance for *settings*; raises StartupError with a one-line reason."""
+    if reactor is None:
+        from twisted.internet import reactor
+    from mailbox_appliance.accounts.files import FileFormatError
+
+    try:
+        # Mail is private: the data directory is the service user's alone (and its group's).
+        os.makedirs(settings.server.data_dir, mode=0o750, exist_ok=True)
+        accounts = Accounts.from_settings(settings)
+        tls_context = tls.context_factory(settings, Logger(namespace="mailbox_appliance.tls"))
+    except FileFormatError as error:
+        raise StartupError(str(error)) from None
+    except OSError as error:
+        raise StartupError(f"cannot create data_dir {settings.server.data_dir}: {error.strerror}") from None
+    except tls.TLSError as error:
+        raise StartupError(f"{settings.path or 'built-in defaults'}: {error}") from None
+    portal = Portal(MailRealm(), [PasswordChecker(accounts)])
+    hostname = settings.server.hostname
+    factories = {
+        "smtp": lambda: SMTPFactory(hostname, portal, tls_context),
+        "submission": lambda: SMTPFactory(hostname, portal, tls_context),
+        "submissions": lambda: SMTPFactory(hostname, portal, None),
+        "imap": lambda: IMAPFactory(portal, tls_context),
+        "imaps": lambda: IMAPFactory(portal, None),
+        "pop3": lambda: POP3Factory(portal),
+        "pop3s": lambda: POP3Factory(portal),
+    }
+    appliance = service.MultiService()
+    for name, endpoint, implicit_tls in settings.listen.enabled():
+        factory = factories[name]()
+        if implicit_tls:
+            factory.noisy = False
+            factory = TLSMemoryBIOFactory(tls_context, False, factory)
+        # The listener's own log line says what matters; Twisted's "Starting factory" is noise.
+        factory.noisy = False
+        ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
+    return appliance

@@ -1,0 +1,95 @@
+"""Certificates: load the configured pair, or create a self-signed one for the built-in defaults.
+
+One context factory serves every listener, for implicit TLS (465, 993, 995) and STARTTLS alike,
+with TLS 1.2 as the floor (RFC 8996 deprecates 1.0 and 1.1; RFC 8314 §4.1 asks the same of mail).
+"""
+
+import datetime
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
+from twisted.internet import ssl
+
+from mailbox_appliance.atomic import atomic_replace
+
+SELF_SIGNED_VALID_DAYS = 3650
+SELF_SIGNED_KEY_BITS = 2048
+
+
+class TLSError(Exception):
+    """The certificate or key cannot be used; the message names the file and the fix."""
+
+
+def context_factory(settings, log=None):
+    """The server context factory for ``settings.tls``, creating a self-signed pair if allowed."""
+    tls = settings.tls
+    if tls.create_self_signed and not (os.path.exists(tls.certificate) or os.path.exists(tls.private_key)):
+        create_self_signed(tls.certificate, tls.private_key, settings.server.hostname)
+        if log is not None:
+            log.info("created a self-signed certificate {path} for {hostname}",
+                     path=tls.certificate, hostname=settings.server.hostname)
+    certificate = _read(tls.certificate, "certificate", x509.load_pem_x509_certificate)
+    private_key = _read(tls.private_key, "private_key", _load_private_key)
+    if _public_key_bytes(certificate) != _public_key_bytes(private_key):
+        raise TLSError(f"[tls] private_key {tls.private_key} does not match certificate {tls.certificate}")
+    return ssl.CertificateOptions(
+        # Twisted 22.4 (Debian 12) takes pyOpenSSL objects, so convert.
+        privateKey=crypto.PKey.from_cryptography_key(private_key),
+        certificate=crypto.X509.from_cryptography(certificate),
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+    )
+
+
+def _load_private_key(data):
+    return serialization.load_pem_private_key(data, password=None)
+
+
+def _public_key_bytes(certificate_or_key):
+    return certificate_or_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _read(path, key, loader):
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise TLSError(f"[tls] {key} {path}: cannot read it: {error.strerror}") from None
+    try:
+        return loader(data)
+    except (ValueError, TypeError):
+        kind = "certificate" if key == "certificate" else "unencrypted private key"
+        raise TLSError(f"[tls] {key} {path}: not a PEM {kind}") from None
+
+
+def create_self_signed(certificate_path, key_path, hostname):
+    """Write a new RSA key (mode 0600) and a self-signed certificate for *hostname*."""
+    os.makedirs(os.path.dirname(os.path.abspath(certificate_path)), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(key_path)), exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=SELF_SIGNED_KEY_BITS)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    atomic_replace(key_path, key_pem, mode=0o600)
+    atomic_replace(certificate_path, certificate.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
