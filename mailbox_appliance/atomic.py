@@ -11,7 +11,7 @@ import os
 import secrets
 from contextlib import contextmanager
 
-__all__ = ["sync_dir", "write_all", "atomic_replace", "locked"]
+__all__ = ["sync_dir", "write_all", "create_synced", "unlink_quietly", "atomic_replace", "locked"]
 
 
 def sync_dir(path):
@@ -35,6 +35,31 @@ def write_all(fd, data):
     while offset < total:
         offset += os.write(fd, view[offset:])
     return total
+
+
+def unlink_quietly(path):
+    """Remove *path* if it is there (clean-up on an error path must not raise another error)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def create_synced(path, data, mode=0o600):
+    """Write *data* to the new file *path* (O_EXCL: never someone else's) and fsync it.
+
+    On any error the partial file is removed and the error re-raised.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_quietly(path)
+        raise
 
 
 def atomic_replace(path, data, tmp_prefix=None, mode=0o600, mtime_after=None):
@@ -62,10 +87,7 @@ def atomic_replace(path, data, tmp_prefix=None, mode=0o600, mtime_after=None):
             os.close(fd)
         os.rename(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        unlink_quietly(tmp)
         raise
     sync_dir(directory)
 

@@ -222,6 +222,8 @@ class LimitsSettings:
     max_recipients: int
     max_connections: int
     max_line_length: int
+    login_failures: int
+    login_lockout: int
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,8 @@ SCHEMA = {
         "max_recipients": Setting(parse_positive_int, "100"),
         "max_connections": Setting(parse_positive_int, "200"),
         "max_line_length": Setting(parse_line_length, "8192"),
+        "login_failures": Setting(parse_positive_int, "10"),
+        "login_lockout": Setting(parse_duration, "15m"),
     },
     "outbound": {
         "resolver": Setting(parse_resolver, "system"),

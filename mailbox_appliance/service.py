@@ -12,8 +12,13 @@ from twisted.python.failure import Failure
 from mailbox_appliance import tls
 from mailbox_appliance.accounts.checker import PasswordChecker
 from mailbox_appliance.accounts.directory import Accounts
+from mailbox_appliance.connection_limit import BUSY_LINES, ConnectionLimit, LimitedFactory
+from mailbox_appliance.delivery import Delivery
+from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.imap.server import IMAPFactory
+from mailbox_appliance.login_throttle import LoginThrottle
 from mailbox_appliance.pop3 import POP3Factory
+from mailbox_appliance.queue.spool import Spool
 from mailbox_appliance.realm import MailRealm
 from mailbox_appliance.smtp.server import SMTPFactory
 
@@ -82,23 +87,34 @@ def makeService(settings, reactor=None):
     except tls.TLSError as error:
         raise StartupError(f"{settings.path or 'built-in defaults'}: {error}") from None
     portal = Portal(MailRealm(), [PasswordChecker(accounts)])
-    hostname = settings.server.hostname
+    limits = settings.limits
+    throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
+    spool = Spool(settings.data_path("queue"))
+    delivery = Delivery(settings.server.data_dir, settings.server.hostname, spool, GroupCommitter(reactor))
+
+    def smtp(role):
+        return SMTPFactory(role, settings, accounts, portal, delivery, throttle, tls_context, reactor)
+
+    # listener name -> (protocol, factory maker)
     factories = {
-        "smtp": lambda: SMTPFactory(hostname, portal, tls_context),
-        "submission": lambda: SMTPFactory(hostname, portal, tls_context),
-        "submissions": lambda: SMTPFactory(hostname, portal, None),
-        "imap": lambda: IMAPFactory(portal, tls_context),
-        "imaps": lambda: IMAPFactory(portal, None),
-        "pop3": lambda: POP3Factory(portal),
-        "pop3s": lambda: POP3Factory(portal),
+        "smtp": ("smtp", lambda: smtp("inbound")),
+        "submission": ("smtp", lambda: smtp("submission")),
+        "submissions": ("smtp", lambda: smtp("submissions")),
+        "imap": ("imap", lambda: IMAPFactory(portal, tls_context)),
+        "imaps": ("imap", lambda: IMAPFactory(portal, None)),
+        "pop3": ("pop3", lambda: POP3Factory(portal)),
+        "pop3s": ("pop3", lambda: POP3Factory(portal)),
     }
+    connections = ConnectionLimit(limits.max_connections)
     appliance = service.MultiService()
     for name, endpoint, implicit_tls in settings.listen.enabled():
-        factory = factories[name]()
-        if implicit_tls:
-            factory.noisy = False
-            factory = TLSMemoryBIOFactory(tls_context, False, factory)
-        # The listener's own log line says what matters; Twisted's "Starting factory" is noise.
+        protocol, make_factory = factories[name]
+        factory = make_factory()
         factory.noisy = False
+        factory = LimitedFactory(factory, connections, BUSY_LINES[protocol])
+        if implicit_tls:
+            factory = TLSMemoryBIOFactory(tls_context, False, factory)
+            # The listener's own log line says what matters; Twisted's "Starting factory" is noise.
+            factory.noisy = False
         ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
     return appliance

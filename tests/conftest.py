@@ -1,6 +1,95 @@
+import functools
+import os
+import smtplib
+import ssl
+
 import pytest
 
 from appliance import Appliance, write_config
+from mailbox_appliance.accounts import passwords
+
+PASSWORD = "correct horse"
+USERS = ("alice@example.test", "bob@example.test")
+ALIASES = (
+    "sales@example.test: alice@example.test, bob@example.test",
+    "partners@example.test: alice@example.test, someone@remote.test",
+    "@catchall.test: bob@example.test",
+)
+
+
+@functools.cache
+def _password_hash():
+    return passwords.hash_password(PASSWORD)
+
+
+def unverified_tls():
+    """A client context for the appliance's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Office:
+    """A configured appliance directory: users, aliases, and where their mail lands."""
+
+    def __init__(self, directory, extra=""):
+        self.directory = directory
+        self.data_dir = os.path.join(directory, "data")
+        os.makedirs(self.data_dir, exist_ok=True)
+        with open(os.path.join(self.data_dir, "users"), "w") as handle:
+            handle.writelines(f"{user}:{_password_hash()}\n" for user in USERS)
+        with open(os.path.join(self.data_dir, "aliases"), "w") as handle:
+            handle.writelines(line + "\n" for line in ALIASES)
+        self.config_path = write_config(directory, extra=extra, domains="example.test, catchall.test")
+        self.appliance = None
+
+    def start(self):
+        self.appliance = Appliance(self.config_path)
+        return self
+
+    @property
+    def ports(self):
+        return self.appliance.ports
+
+    def inbox(self, user="alice", folder=""):
+        """Every message file in the user's INBOX (or folder) new/ and cur/, as bytes."""
+        base = os.path.join(self.data_dir, "mail", "example.test", user, folder)
+        found = []
+        for sub in ("new", "cur"):
+            directory = os.path.join(base, sub)
+            if os.path.isdir(directory):
+                for name in sorted(os.listdir(directory)):
+                    with open(os.path.join(directory, name), "rb") as handle:
+                        found.append(handle.read())
+        return found
+
+    def queued(self):
+        """The spool's committed entries."""
+        from mailbox_appliance.queue.spool import Spool
+
+        return list(Spool(os.path.join(self.data_dir, "queue")).load(repair=False))
+
+    def smtp(self, listener="smtp", login=None):
+        """An smtplib client, EHLO'd; STARTTLS on 25/587 when *login* is given; logged in."""
+        if listener == "submissions":
+            client = smtplib.SMTP_SSL("127.0.0.1", self.ports[listener], context=unverified_tls(), timeout=30)
+        else:
+            client = smtplib.SMTP("127.0.0.1", self.ports[listener], timeout=30)
+        client.ehlo("client.example.test")
+        if login is not None:
+            if listener != "submissions":
+                client.starttls(context=unverified_tls())
+                client.ehlo("client.example.test")
+            client.login(login, PASSWORD)
+        return client
+
+
+@pytest.fixture
+def office(tmp_path):
+    running = Office(str(tmp_path)).start()
+    yield running
+    running.appliance.stop()
 
 
 @pytest.fixture

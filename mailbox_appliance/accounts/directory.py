@@ -26,6 +26,7 @@ class Accounts:
 
     def __init__(self, hostname, static_domains, users_file, aliases_file, domains_file):
         self.hostname = hostname
+        self.primary_domain = static_domains[0] if static_domains else hostname
         self._static_domains = frozenset(static_domains)
         self._users = files.WatchedFile(users_file, files.USERS)
         self._aliases = files.WatchedFile(aliases_file, files.ALIASES)
@@ -34,7 +35,7 @@ class Accounts:
     @classmethod
     def from_settings(cls, settings):
         accounts = settings.accounts
-        return cls(settings.server.hostname, settings.server.domains,
+        return cls(settings.server.hostname, list(settings.server.domains),
                    accounts.users_file, accounts.aliases_file, accounts.domains_file)
 
     def domains(self):

@@ -7,6 +7,7 @@ class IAccounts(Interface):
     """Domains, users and aliases of this appliance, always as currently on disk."""
 
     hostname = Attribute("This server's own host name (str).")
+    primary_domain = Attribute("The first configured domain: where <Postmaster> goes (str).")
 
     def domains():
         """The set of domains this appliance delivers for (lower-case str)."""

@@ -13,7 +13,7 @@ The steps are exposed separately so a caller can batch the directory fsync
 import os
 from dataclasses import dataclass
 
-from mailbox_appliance.atomic import sync_dir, write_all
+from mailbox_appliance.atomic import create_synced, sync_dir, unlink_quietly
 from .names import crlf_size, new_base_name
 
 __all__ = ["TmpFile", "write_tmp", "publish", "sync_dir", "deliver", "discard"]
@@ -34,13 +34,6 @@ class TmpFile:
         return os.path.join(self.maildir, "new", self.name)
 
 
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 def write_tmp(maildir, data, hostname=None):
     """Write *data* byte for byte to tmp/<unique name>, fsync it, return a TmpFile.
 
@@ -51,18 +44,7 @@ def write_tmp(maildir, data, hostname=None):
     """
     name = new_base_name(len(data), crlf_size(data), hostname)
     tmp = TmpFile(os.fspath(maildir), name)
-    path = tmp.tmp_path
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                 0o600)
-    try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        _unlink_quietly(path)
-        raise
+    create_synced(tmp.tmp_path, data)
     return tmp
 
 
@@ -75,14 +57,14 @@ def publish(tmp):
     try:
         os.rename(tmp.tmp_path, tmp.new_path)
     except BaseException:
-        _unlink_quietly(tmp.tmp_path)
+        unlink_quietly(tmp.tmp_path)
         raise
     return tmp.name
 
 
 def discard(tmp):
     """Remove a written but unpublished tmp file (e.g. a batch was aborted)."""
-    _unlink_quietly(tmp.tmp_path)
+    unlink_quietly(tmp.tmp_path)
 
 
 def deliver(maildir_path, message, hostname=None):
@@ -98,6 +80,6 @@ def deliver(maildir_path, message, hostname=None):
     try:
         sync_dir(os.path.dirname(tmp.new_path))
     except BaseException:
-        _unlink_quietly(tmp.new_path)
+        unlink_quietly(tmp.new_path)
         raise
     return name

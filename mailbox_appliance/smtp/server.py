@@ -1,33 +1,31 @@
-"""The ESMTP server factory for the smtp, submission and submissions listeners."""
+"""The ESMTP server factory for the smtp (25), submission (587) and submissions (465) listeners."""
 
-from twisted.mail import smtp
-from zope.interface import implementer
+from twisted.internet.protocol import ServerFactory
 
-
-@implementer(smtp.IMessageDelivery)
-class _NoDeliveryYet:
-    """Refuses every recipient with a temporary error until delivery into Maildir lands."""
-
-    def receivedHeader(self, helo, origin, recipients):
-        return None
-
-    def validateFrom(self, helo, origin):
-        return origin
-
-    def validateTo(self, user):
-        raise smtp.SMTPBadRcpt(user, code=451, resp=b"4.3.2 Delivery is not enabled yet")
+from mailbox_appliance.smtp.policy import Policy
+from mailbox_appliance.smtp.protocol import SessionSettings, SMTPServer
 
 
-class SMTPFactory(smtp.SMTPFactory):
-    protocol = smtp.ESMTP
-
-    def __init__(self, hostname, portal, tls_context):
-        super().__init__(portal)
-        self.domain = hostname.encode("ascii")
-        self.tls_context = tls_context
+class SMTPFactory(ServerFactory):
+    def __init__(self, role, settings, accounts, portal, delivery, throttle, tls_context, clock):
+        limits = settings.limits
+        self.session_settings = SessionSettings(
+            role=role,
+            hostname=settings.server.hostname,
+            max_message_size=limits.max_message_size,
+            max_recipients=limits.max_recipients,
+            # On 465 TLS is already there: STARTTLS is not offered (RFC 8314 §3.3).
+            tls_context=None if role == "submissions" else tls_context,
+            implicit_tls=role == "submissions",
+        )
+        self.policy = Policy(role, accounts)
+        self.portal = portal
+        self.delivery = delivery
+        self.throttle = throttle
+        self.clock = clock
 
     def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        protocol.ctx = self.tls_context
-        protocol.delivery = _NoDeliveryYet()
+        protocol = SMTPServer(self.session_settings, self.policy, self.delivery, self.portal,
+                              self.throttle, self.clock)
+        protocol.factory = self
         return protocol

@@ -1,0 +1,79 @@
+"""Routes one accepted message: local recipients into their Maildirs, remote ones into the queue.
+
+Everything for one message is one group-commit batch (group_commit.py): the Maildir files and the
+spool entry are all durable before the Deferred fires, and the SMTP server answers 250 only then.
+The queue never imports this module; service.py hands the queue a deliver function for bounces.
+"""
+
+import os
+
+from twisted.logger import Logger
+
+from mailbox_appliance.accounts.addresses import split_address
+from mailbox_appliance.maildir import delivery as maildir_delivery
+from mailbox_appliance.maildir.layout import create_user_maildir, user_maildir
+from mailbox_appliance.smtp.headers import return_path
+
+
+class MaildirJob:
+    """One local copy, as a group-commit job: tmp/ file, then new/, then new/ is fsynced."""
+
+    def __init__(self, maildir, data, hostname):
+        self.maildir, self.data, self.hostname = maildir, data, hostname
+        self.tmp = None
+
+    def write(self):
+        self.tmp = maildir_delivery.write_tmp(self.maildir, self.data, self.hostname)
+
+    def publish(self):
+        maildir_delivery.publish(self.tmp)
+
+    def directories(self):
+        return [os.path.join(self.maildir, "new")]
+
+    def discard(self):
+        maildir_delivery.discard(self.tmp)
+
+
+class Delivery:
+    log = Logger()
+
+    def __init__(self, data_dir, hostname, spool, committer):
+        self.data_dir = data_dir
+        self.hostname = hostname
+        self.spool = spool
+        self.committer = committer
+        self._maildirs = set()
+
+    def new_id(self):
+        return self.spool.new_id()
+
+    def deliver(self, queue_id, sender, recipients, message, received_from):
+        """Store *message* for every (address, Resolution) in *recipients*; a Deferred."""
+        local, remote = {}, {}
+        for _address, resolution in recipients:
+            local.update(dict.fromkeys(resolution.local))
+            remote.update(dict.fromkeys(resolution.remote))
+        jobs = []
+        if local:
+            # RFC 5321 §4.4: the final delivery adds Return-Path with the envelope sender.
+            local_copy = return_path(sender) + message
+            jobs += [MaildirJob(self._maildir(mailbox), local_copy, self.hostname) for mailbox in local]
+        if remote:
+            jobs.append(self.spool.stage(sender, list(remote), message, received_from=received_from,
+                                         entry_id=queue_id))
+        result = self.committer.commit(jobs)
+
+        def stored(_):
+            self.log.info("stored {queue_id}: local={local} queued={remote}", queue_id=queue_id,
+                          local=",".join(local) or "-", remote=",".join(remote) or "-")
+        return result.addCallback(stored)
+
+    def _maildir(self, mailbox):
+        local_part, domain = split_address(mailbox)
+        path = user_maildir(self.data_dir, domain, local_part)
+        if path not in self._maildirs:
+            # A user added by editing the users file by hand has no Maildir yet.
+            create_user_maildir(path)
+            self._maildirs.add(path)
+        return path

@@ -1,0 +1,101 @@
+"""Group commit: the durable writes of concurrent messages share one writer thread and their
+directory fsyncs.
+
+A message may be acknowledged (250) only when its files are written, fsynced and renamed into
+place, and the directories holding them fsynced.  Done one message at a time in the reactor
+thread, every fsync would stall every session.  Here each message's writes are a batch of jobs;
+the writer thread takes all batches waiting, writes and fsyncs their files, renames them into
+place, fsyncs each directory once for all of them, and only then answers each batch in the
+reactor thread.  Under load many messages share one round of directory fsyncs; when idle a single
+message is committed at once.
+
+A job has four steps: write() (temporary file, fsynced), publish() (rename into place),
+directories() (to fsync after publish), discard() (remove what write() made).  If any job of a
+batch fails to write, the whole batch is discarded and fails, so a message is stored for all its
+recipients or for none of them.
+"""
+
+import queue
+import threading
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from mailbox_appliance.atomic import sync_dir
+
+_STOP = object()
+
+
+class GroupCommitter:
+    def __init__(self, reactor):
+        self._reactor = reactor
+        self._pending = queue.SimpleQueue()
+        self._thread = None
+
+    def commit(self, jobs):
+        """Write *jobs* durably; the Deferred fires (in the reactor) when all are, or with the error."""
+        result = defer.Deferred()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+            self._thread.start()
+            self._reactor.addSystemEventTrigger("after", "shutdown", self.stop)
+        self._pending.put((list(jobs), result))
+        return result
+
+    def stop(self):
+        """Finish what was submitted, then end the writer thread."""
+        if self._thread is not None:
+            self._pending.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self):
+        while True:
+            batches = [self._pending.get()]
+            while not self._pending.empty():
+                batches.append(self._pending.get())
+            stopping = _STOP in batches
+            self._commit([batch for batch in batches if batch is not _STOP])
+            if stopping:
+                return
+
+    def _commit(self, batches):
+        written, outcomes = [], []
+        for jobs, result in batches:
+            try:
+                done = []
+                for job in jobs:
+                    job.write()
+                    done.append(job)
+            except BaseException:
+                failure = Failure()
+                for job in done:
+                    job.discard()
+                outcomes.append((result, failure))
+            else:
+                written.append((jobs, result))
+        directories = set()
+        for jobs, result in written:
+            try:
+                for job in jobs:
+                    job.publish()
+                    directories.update(job.directories())
+            except BaseException:
+                outcomes.append((result, Failure()))
+            else:
+                outcomes.append((result, None))
+        failed_sync = None
+        for directory in directories:
+            try:
+                sync_dir(directory)
+            except OSError:
+                failed_sync = Failure()
+        for result, failure in outcomes:
+            self._reactor.callFromThread(_fire, result, failure or failed_sync)
+
+
+def _fire(result, failure):
+    if failure is None:
+        result.callback(None)
+    else:
+        result.errback(failure)

@@ -1,0 +1,1 @@
+"""Outbound mail queue: durable spool, retry scheduler, MX delivery and bounces."""

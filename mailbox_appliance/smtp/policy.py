@@ -1,0 +1,82 @@
+"""SMTP policy: who may send what to whom, in one readable place.
+
+The three listeners differ only here:
+
+- ``inbound`` (port 25, RFC 5321): anyone may deliver to the addresses of our domains; anything
+  else needs AUTH (after STARTTLS).  No client address is trusted, loopback included: only
+  authentication opens relaying.
+- ``submission`` (587, RFC 6409) and ``submissions`` (465, RFC 8314): AUTH before MAIL, always
+  over TLS; then any recipient.
+
+An authenticated user sends only as their own addresses: the address itself, its +subaddresses,
+and aliases that point to them.
+"""
+
+from zope.interface import Interface, implementer
+
+from mailbox_appliance.accounts.addresses import normalize_address, split_address
+from mailbox_appliance.smtp import headers
+from mailbox_appliance.smtp.reply import Reply
+
+SUBMISSION_ROLES = ("submission", "submissions")
+# RFC 5321 §4.5.1: "Postmaster" with no domain must be accepted.
+POSTMASTER = "postmaster"
+
+
+class ISMTPSender(Interface):
+    """The avatar of an authenticated SMTP client: ``.address`` is the user."""
+
+
+@implementer(ISMTPSender)
+class SMTPSender:
+    def __init__(self, address):
+        self.address = address
+
+
+class Policy:
+    avatar_interface = ISMTPSender
+
+    def __init__(self, role, accounts):
+        self.role = role
+        self.accounts = accounts
+
+    def check_session(self, session):
+        """Before MAIL: submission requires TLS and AUTH (RFC 6409 §4.3, RFC 4954 §6)."""
+        if self.role in SUBMISSION_ROLES and session.user is None:
+            if not session.secure:
+                raise Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+            raise Reply(530, "5.7.0", "Authentication required")
+
+    def check_sender(self, session, sender):
+        if session.user is None or sender == "":
+            # Inbound mail may come from anyone; a null sender (bounces, MDNs) claims no one.
+            return
+        if not self.accounts.may_send_as(session.user, sender):
+            raise Reply(553, "5.7.1", f"Sender address <{sender}> is not owned by user {session.user}")
+
+    def check_recipient(self, session, address):
+        """The Resolution of *address*, or a Reply refusing it."""
+        if normalize_address(address) == POSTMASTER:
+            address = f"{POSTMASTER}@{self.accounts.primary_domain}"
+        _, domain = split_address(address)
+        if domain.startswith("["):
+            local = False
+        else:
+            local = self.accounts.is_local_domain(domain)
+        if not local and session.user is None:
+            raise Reply(554, "5.7.1", f"Relay access denied for <{address}>; authenticate to send to other domains")
+        resolution = self.accounts.resolve(address)
+        if resolution is None:
+            raise Reply(550, "5.1.1", f"No such user here: <{address}>")
+        return resolution
+
+    def prepare_message(self, session, transaction, queue_id, message):
+        """The message as stored: our Received field first, and for submission a Date and
+        Message-ID if the client left them out."""
+        if self.role in SUBMISSION_ROLES:
+            message = headers.add_missing_date_and_message_id(message, session.settings.hostname)
+        protocol = headers.protocol_type(session.extended, session.secure, session.user is not None, transaction.smtputf8)
+        received = headers.received(session.settings.hostname, session.helo, session.client_address,
+                                    protocol, queue_id, session.tls_version,
+                                    [address for address, _ in transaction.recipients])
+        return received + message
