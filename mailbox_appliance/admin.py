@@ -169,6 +169,102 @@ def alias_list(arguments, settings):
     return "\n".join(f"{source}: {', '.join(targets)}" for source, targets in sorted(_accounts(settings).aliases().items()))
 
 
+# -- queue ---------------------------------------------------------------------------------------
+
+
+def _spool(settings):
+    from mailbox_appliance.queue.spool import Spool
+
+    return Spool(settings.data_path("queue"))
+
+
+def queue_list(arguments, settings):
+    import time
+
+    lines = []
+    for envelope in _spool(settings).load(repair=False):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(envelope.next_attempt))
+        lines.append(f"{envelope.id}  from <{envelope.sender}>  attempts {envelope.attempts}  next {when}")
+        for recipient in envelope.recipients:
+            reply = f": {recipient.last_reply}" if recipient.last_reply else ""
+            lines.append(f"    <{recipient.address}> {recipient.state}{reply}")
+    return "\n".join(lines) or "the queue is empty"
+
+
+def _control(settings, command, queue_id=None):
+    """Ask the running appliance's queue to act (it reads DATA/queue/control/ every second)."""
+    from mailbox_appliance.queue.runner import CONTROL_DIRECTORY
+
+    spool = _spool(settings)
+    if queue_id is not None:
+        try:
+            spool.read_envelope(queue_id)
+        except (ValueError, LookupError):
+            raise AdminError(f"no queued message {queue_id}; see: queue list") from None
+    directory = os.path.join(spool.path, CONTROL_DIRECTORY)
+    os.makedirs(directory, exist_ok=True)
+    name = command if queue_id is None else f"{command}-{queue_id}"
+    with open(os.path.join(directory, name), "w"):
+        pass
+    return f"{command} {queue_id or 'all'}: requested; the running appliance acts on it within a second"
+
+
+def queue_flush(arguments, settings):
+    return _control(settings, "flush")
+
+
+def queue_retry(arguments, settings):
+    return _control(settings, "retry", arguments.id)
+
+
+def queue_delete(arguments, settings):
+    return _control(settings, "delete", arguments.id)
+
+
+def queue_bounce(arguments, settings):
+    return _control(settings, "bounce", arguments.id)
+
+
+# -- DKIM ----------------------------------------------------------------------------------------
+
+
+def dkim_keygen(arguments, settings):
+    from mailbox_appliance.queue import dkim_signing
+
+    domain = arguments.domain.strip().lower().rstrip(".")
+    if not _accounts(settings).is_local_domain(domain):
+        raise AdminError(f"{domain} is not a domain of this server; add it first: domain add {domain}")
+    try:
+        record = dkim_signing.generate_key(settings.server.data_dir, domain, arguments.selector)
+    except FileExistsError as error:
+        raise AdminError(str(error)) from None
+    return _dns_records(settings, domain, arguments.selector, record)
+
+
+def dkim_show(arguments, settings):
+    from mailbox_appliance.queue import dkim_signing
+
+    domain = arguments.domain.strip().lower().rstrip(".")
+    try:
+        record = dkim_signing.public_record(settings.server.data_dir, domain, arguments.selector)
+    except FileNotFoundError:
+        raise AdminError(f"no DKIM key for {domain} (selector {arguments.selector}); make one with: dkim keygen {domain}") from None
+    return _dns_records(settings, domain, arguments.selector, record)
+
+
+def _dns_records(settings, domain, selector, record):
+    # A TXT string is at most 255 octets (RFC 1035 §3.3.14): split the key record into several.
+    chunks = " ".join(f'"{record[i:i + 250]}"' for i in range(0, len(record), 250))
+    return "\n".join([
+        f"Publish these DNS records for {domain}:",
+        f"{selector}._domainkey.{domain}. IN TXT ( {chunks} )",
+        f"; suggested SPF (RFC 7208): only this domain's MX hosts send its mail",
+        f'{domain}. IN TXT "v=spf1 mx -all"',
+        f"; suggested DMARC (RFC 7489): start with p=none to watch, then quarantine or reject",
+        f'_dmarc.{domain}. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@{domain}"',
+    ])
+
+
 # -- configuration -------------------------------------------------------------------------------
 
 
@@ -189,7 +285,7 @@ def check_config(arguments, settings):
 def _parser():
     parser = argparse.ArgumentParser(prog="mailbox-appliance-admin", description=__doc__.splitlines()[0])
     parser.add_argument("--config", "-c", help=f"the INI configuration file (default: ${config.CONFIG_ENVIRONMENT_VARIABLE}, else the built-in defaults)")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,check-config}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,check-config}")
 
     def command(subparsers, name, handler, help_text):
         sub = subparsers.add_parser(name, help=help_text)
@@ -218,6 +314,21 @@ def _parser():
     sub.add_argument("source")
     sub.add_argument("targets", nargs="*")
     command(alias, "list", alias_list, "list the aliases")
+
+    queue = groups.add_parser("queue", help="the outbound queue").add_subparsers(dest="action", required=True)
+    command(queue, "list", queue_list, "list queued messages and each recipient's state")
+    command(queue, "flush", queue_flush, "try every queued message now")
+    for name, handler, help_text in (("retry", queue_retry, "try one message now"),
+                                     ("delete", queue_delete, "drop a message without telling its sender"),
+                                     ("bounce", queue_bounce, "give up on a message and bounce it to its sender")):
+        command(queue, name, handler, help_text).add_argument("id")
+
+    dkim = groups.add_parser("dkim", help="DKIM signing keys").add_subparsers(dest="action", required=True)
+    for name, handler, help_text in (("keygen", dkim_keygen, "make a signing key and print the DNS records"),
+                                     ("show", dkim_show, "print the DNS records of an existing key")):
+        sub = command(dkim, name, handler, help_text)
+        sub.add_argument("domain")
+        sub.add_argument("--selector", default="mail", help="the DKIM selector (default: mail)")
 
     command(groups, "check-config", check_config, "check the configuration, certificate and account files")
     return parser

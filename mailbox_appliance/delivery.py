@@ -43,6 +43,9 @@ class Delivery:
         self.hostname = hostname
         self.spool = spool
         self.committer = committer
+        # Called with each new spool entry's envelope once it is durable (the queue runner's
+        # enqueued); set by service.py, which builds the runner after this.
+        self.on_queued = lambda envelope: None
         self._maildirs = set()
 
     def new_id(self):
@@ -54,17 +57,19 @@ class Delivery:
         for _address, resolution in recipients:
             local.update(dict.fromkeys(resolution.local))
             remote.update(dict.fromkeys(resolution.remote))
-        jobs = []
+        jobs, staged = [], None
         if local:
             # RFC 5321 §4.4: the final delivery adds Return-Path with the envelope sender.
             local_copy = return_path(sender) + message
             jobs += [MaildirJob(self._maildir(mailbox), local_copy, self.hostname) for mailbox in local]
         if remote:
-            jobs.append(self.spool.stage(sender, list(remote), message, received_from=received_from,
-                                         entry_id=queue_id))
+            staged = self.spool.stage(sender, list(remote), message, received_from=received_from, entry_id=queue_id)
+            jobs.append(staged)
         result = self.committer.commit(jobs)
 
         def stored(_):
+            if staged is not None:
+                self.on_queued(staged.envelope)
             self.log.info("stored {queue_id}: local={local} queued={remote}", queue_id=queue_id,
                           local=",".join(local) or "-", remote=",".join(remote) or "-")
         return result.addCallback(stored)

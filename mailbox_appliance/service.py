@@ -18,6 +18,11 @@ from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.imap.server import IMAPFactory
 from mailbox_appliance.login_throttle import LoginThrottle
 from mailbox_appliance.pop3 import POP3Factory
+from mailbox_appliance.queue.dkim_signing import Signer
+from mailbox_appliance.queue.mx import make_resolver
+from mailbox_appliance.queue.outbound import Outbound
+from mailbox_appliance.queue.runner import QueueRunner
+from mailbox_appliance.queue.schedule import Schedule
 from mailbox_appliance.queue.spool import Spool
 from mailbox_appliance.realm import MailRealm
 from mailbox_appliance.smtp.server import SMTPFactory
@@ -91,6 +96,7 @@ def makeService(settings, reactor=None):
     throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
     spool = Spool(settings.data_path("queue"))
     delivery = Delivery(settings.server.data_dir, settings.server.hostname, spool, GroupCommitter(reactor))
+    runner = _queue_runner(settings, accounts, spool, delivery, reactor)
 
     def smtp(role):
         return SMTPFactory(role, settings, accounts, portal, delivery, throttle, tls_context, reactor)
@@ -117,4 +123,30 @@ def makeService(settings, reactor=None):
             # The listener's own log line says what matters; Twisted's "Starting factory" is noise.
             factory.noisy = False
         ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
+    runner.setServiceParent(appliance)
     return appliance
+
+
+def _queue_runner(settings, accounts, spool, delivery, reactor):
+    """The outbound queue, delivering with MX lookups and reporting failures through *delivery*."""
+    log = Logger(namespace="mailbox_appliance.queue")
+    outbound = Outbound(reactor, make_resolver(settings.outbound.resolver), settings.outbound.smtp_port,
+                        settings.server.hostname, tls.client_context_factory())
+
+    def send_report(recipient, report):
+        resolution = accounts.resolve(recipient)
+        if resolution is None:
+            log.warn("report to <{recipient}> dropped: no such local address", recipient=recipient)
+            return None
+        queue_id = delivery.new_id()
+        return delivery.deliver(queue_id, "", [(recipient, resolution)], report,
+                                {"client": "localhost", "helo": None, "user": None, "session": "queue"})
+
+    signer = Signer(settings.server.data_dir)
+    for domain in sorted(set(accounts.domains()) - set(signer.keys())):
+        log.warn("domain {domain} has no DKIM key: its mail is sent unsigned; "
+                 "create one with: mailbox-appliance-admin dkim keygen {domain}", domain=domain)
+    runner = QueueRunner(spool, Schedule.from_settings(settings.outbound), outbound, send_report,
+                         settings.server.hostname, reactor, signer)
+    delivery.on_queued = runner.enqueued
+    return runner

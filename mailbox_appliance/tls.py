@@ -44,6 +44,20 @@ def context_factory(settings, log=None):
     )
 
 
+def client_context_factory():
+    """For opportunistic STARTTLS to other mail servers: encrypt, do not verify (as RFC 7435
+    describes; most MX certificates would not verify), and never below TLS 1.2."""
+    return ssl.CertificateOptions(raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+
+
+def negotiated_version(transport):
+    """'TLSv1.3' for a transport that speaks TLS (implicit, or after startTLS), else 'TLS'."""
+    try:
+        return transport.getHandle().get_protocol_version_name()
+    except AttributeError:
+        return "TLS"
+
+
 def _load_private_key(data):
     return serialization.load_pem_private_key(data, password=None)
 

@@ -5,7 +5,6 @@ port from the appliance's own "listening on" log lines, so there is no race for 
 """
 
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -57,42 +56,44 @@ class Appliance:
         self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         self.lines = []
-        self._queue = queue.Queue()
+        self._ended = False
+        self._changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
         self.ports = {}
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while set(self.ports) != set(expected):
-            line = self.next_line(deadline)
-            match = LISTENING.search(line)
-            if match:
-                self.ports[match.group(1)] = int(match.group(3))
+        self.wait_until(lambda lines: {match.group(1) for match in map(LISTENING.search, lines) if match} >= set(expected),
+                        START_TIMEOUT_SECONDS, "every listener")
+        for match in filter(None, map(LISTENING.search, self.lines)):
+            self.ports[match.group(1)] = int(match.group(3))
 
     def _read(self):
         for line in self.process.stdout:
-            self.lines.append(line)
-            self._queue.put(line)
-        self._queue.put(None)
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
 
-    def next_line(self, deadline):
-        try:
-            line = self._queue.get(timeout=max(0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise AssertionError("appliance said nothing in time:\n" + "".join(self.lines)) from None
-        if line is None:
-            raise AssertionError("appliance exited:\n" + "".join(self.lines))
-        return line
-
-    def wait_for_log(self, pattern, timeout=10):
-        """Wait for a log line matching *pattern* (already seen lines count)."""
-        compiled = re.compile(pattern)
-        for line in list(self.lines):
-            if compiled.search(line):
-                return line
+    def wait_until(self, predicate, timeout, what):
+        """Wait, at most *timeout* seconds, until predicate(log lines) is true."""
         deadline = time.monotonic() + timeout
-        while True:
-            line = self.next_line(deadline)
-            if compiled.search(line):
-                return line
+        with self._changed:
+            while not predicate(self.lines):
+                remaining = deadline - time.monotonic()
+                if self._ended or remaining <= 0:
+                    state = "exited" if self._ended else "did not log it in time"
+                    raise AssertionError(f"appliance {state} (waiting for {what}):\n" + "".join(self.lines))
+                self._changed.wait(remaining)
+
+    def wait_for_log(self, pattern, timeout=10, count=1):
+        """Wait until *count* log lines match *pattern*; returns the count-th one."""
+        compiled = re.compile(pattern)
+
+        def matching(lines):
+            return [line for line in lines if compiled.search(line)]
+
+        self.wait_until(lambda lines: len(matching(lines)) >= count, timeout, pattern)
+        return matching(self.lines)[count - 1]
 
     def stop(self, timeout=20):
         """SIGTERM, then wait; returns the exit status."""

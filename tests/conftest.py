@@ -33,7 +33,9 @@ def unverified_tls():
 class Office:
     """A configured appliance directory: users, aliases, and where their mail lands."""
 
-    def __init__(self, directory, extra=""):
+    def __init__(self, directory, extra="", resolver="127.0.0.1:9", smtp_port=9):
+        """*resolver* and *smtp_port* are where the queue looks up and delivers remote mail; by
+        default a loopback port where nothing answers, so remote mail stays queued."""
         self.directory = directory
         self.data_dir = os.path.join(directory, "data")
         os.makedirs(self.data_dir, exist_ok=True)
@@ -41,7 +43,8 @@ class Office:
             handle.writelines(f"{user}:{_password_hash()}\n" for user in USERS)
         with open(os.path.join(self.data_dir, "aliases"), "w") as handle:
             handle.writelines(line + "\n" for line in ALIASES)
-        self.config_path = write_config(directory, extra=extra, domains="example.test, catchall.test")
+        outbound = f"[outbound]\nresolver = {resolver}\nsmtp_port = {smtp_port}\n"
+        self.config_path = write_config(directory, extra=outbound + extra, domains="example.test, catchall.test")
         self.appliance = None
 
     def start(self):

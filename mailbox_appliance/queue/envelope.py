@@ -18,7 +18,7 @@ STATES = ("pending", "delivered", "failed")
 
 _FIELDS = {"version", "id", "sender", "arrival", "received_from", "recipients",
            "attempts", "next_attempt", "warned", "dsn"}
-_RECIPIENT_FIELDS = {"address", "state", "last_reply"}
+_RECIPIENT_FIELDS = {"address", "state", "last_reply", "remote_mta"}
 
 
 class CorruptEntry(ValueError):
@@ -55,19 +55,23 @@ class RecipientState:
     """One recipient and its delivery state: pending, delivered, or failed."""
     address: str
     state: str = "pending"
+    # The last answer about this recipient: "451 4.3.0 text" from a server, or our own words for
+    # a DNS or connection failure; and the server that gave it (for the bounce's Remote-MTA).
     last_reply: str | None = None
+    remote_mta: str | None = None
 
     def validate(self):
         _check_address(self.address, "recipient address")
         if self.state not in STATES:
             raise ValueError("recipient state must be one of %s, not %r"
                              % ("|".join(STATES), self.state))
-        if self.last_reply is not None and not isinstance(self.last_reply, str):
-            raise ValueError("last_reply must be a str or null")
+        for name in ("last_reply", "remote_mta"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError("%s must be a str or null" % name)
 
     def to_dict(self):
         return {"address": self.address, "state": self.state,
-                "last_reply": self.last_reply}
+                "last_reply": self.last_reply, "remote_mta": self.remote_mta}
 
     @classmethod
     def from_dict(cls, data):
@@ -76,7 +80,7 @@ class RecipientState:
         if set(data) != _RECIPIENT_FIELDS:
             raise ValueError("recipient fields must be %s, got %s"
                              % (sorted(_RECIPIENT_FIELDS), sorted(data)))
-        recipient = cls(data["address"], data["state"], data["last_reply"])
+        recipient = cls(data["address"], data["state"], data["last_reply"], data["remote_mta"])
         recipient.validate()
         return recipient
 

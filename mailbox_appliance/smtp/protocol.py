@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailbox_appliance.smtp import content
+from mailbox_appliance.tls import negotiated_version
 from mailbox_appliance.smtp.reply import Reply
 from mailbox_appliance.smtp.syntax import SyntaxProblem, parse_path
 
@@ -114,12 +115,7 @@ class SMTPServer(Protocol, TimeoutMixin):
     @property
     def tls_version(self):
         """'TLSv1.3' once the handshake is done (implicit TLS, or after STARTTLS), else None."""
-        if not self.secure:
-            return None
-        try:
-            return self.transport.getHandle().get_protocol_version_name()
-        except AttributeError:
-            return "TLS"
+        return negotiated_version(self.transport) if self.secure else None
 
     def _close(self):
         self._mode = "closed"

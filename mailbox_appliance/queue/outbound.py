@@ -1,0 +1,95 @@
+"""One delivery attempt of one message to one remote domain.
+
+The domain's mail hosts are tried in order (queue/mx.py), each of their addresses in turn, until
+one session completes; that session carries every recipient of the message at that domain.
+Connection trouble, a refused greeting and 4xx replies for the whole session move on to the next
+host; a 5xx for the whole session (MAIL FROM, DATA) is final for every recipient.
+
+The result is one Outcome per recipient: delivered, or failed and whether permanently -- the one
+place where retry versus bounce is decided (the runner only applies it).
+"""
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from mailbox_appliance.queue import smtp_client
+from mailbox_appliance.queue.mx import DestinationError, mail_hosts
+
+CONNECT_TIMEOUT_SECONDS = 30
+# RFC 5321 §4.5.3.2 asks for 5 minutes for most replies and 10 for the end of DATA; one bound
+# for all keeps the code simple and errs on the patient side.
+REPLY_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Outcome:
+    address: str
+    delivered: bool
+    permanent: bool
+    reply: str
+    remote_mta: str = None
+
+
+class Outbound:
+    log = Logger()
+
+    def __init__(self, reactor, resolver, port, hostname, tls_context, reply_timeout=REPLY_TIMEOUT_SECONDS):
+        self.reactor = reactor
+        self.resolver = resolver
+        self.port = port
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.reply_timeout = reply_timeout
+
+    @defer.inlineCallbacks
+    def deliver(self, queue_id, domain, sender, recipients, message):
+        """Try once to deliver *message* to *recipients* (all at *domain*); {address: Outcome}."""
+        try:
+            hosts = yield mail_hosts(self.resolver, domain)
+        except DestinationError as problem:
+            self._log(queue_id, recipients, domain, None, None, f"not tried: {problem}")
+            return self._all(recipients, False, problem.permanent, f"{'550' if problem.permanent else '451'} {problem}", None)
+        failure = None
+        for host in hosts:
+            for address in host.addresses:
+                try:
+                    results, tls_version = yield self._session(address, sender, recipients, message)
+                except smtp_client.SessionFailure as problem:
+                    self._log(queue_id, recipients, host.name, address, None, problem.text)
+                    if problem.permanent:
+                        return self._all(recipients, False, True, problem.text, host.name)
+                    failure = problem
+                    continue
+                self._log(queue_id, recipients, host.name, address, tls_version,
+                          "; ".join(f"<{rcpt}> {reply.text}" for rcpt, reply in results.items()))
+                return {rcpt: Outcome(rcpt, 200 <= reply.code < 300, reply.permanent, reply.text, host.name)
+                        for rcpt, reply in results.items()}
+        return self._all(recipients, False, False, f"451 4.4.1 No mail host of {domain} answered: {failure.text}",
+                         hosts[-1].name)
+
+    @defer.inlineCallbacks
+    def _session(self, address, sender, recipients, message):
+        endpoint_class = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
+        endpoint = endpoint_class(self.reactor, address, self.port, timeout=CONNECT_TIMEOUT_SECONDS)
+        reader = smtp_client.ReplyReader(self.reactor, self.reply_timeout)
+        factory = Factory.forProtocol(lambda: reader)
+        factory.noisy = False  # one log line per attempt is ours; "Starting factory" is noise
+        try:
+            yield endpoint.connect(factory)
+        except Exception as problem:
+            raise smtp_client.SessionFailure(f"cannot connect: {problem.__class__.__name__}") from None
+        result = yield smtp_client.send(reader, self.hostname, sender, recipients, message, self.tls_context)
+        return result
+
+    @staticmethod
+    def _all(recipients, delivered, permanent, reply, remote_mta):
+        return {rcpt: Outcome(rcpt, delivered, permanent, reply, remote_mta) for rcpt in recipients}
+
+    def _log(self, queue_id, recipients, host, address, tls_version, result):
+        self.log.info("delivery {queue_id} to {recipients} via {host} [{address}] tls={tls}: {result}",
+                      queue_id=queue_id, recipients=",".join(f"<{r}>" for r in recipients), host=host,
+                      address=address, tls=tls_version, result=result)

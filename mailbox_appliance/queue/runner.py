@@ -1,0 +1,231 @@
+"""The queue runner: tries each queued message when its time comes, records what happened, and
+tells the sender when a message fails or is delayed.
+
+At start the spool is reloaded (repairing crash leftovers) and every entry gets a timer at its
+next attempt.  An attempt groups the message's pending recipients by domain and delivers to each
+domain once (queue/outbound.py); the envelope is rewritten with each recipient's new state before
+anything else happens, so a crash repeats at most the attempt in flight (a duplicate, never a
+loss).  A message leaves the queue when no recipient is pending; if some failed, one bounce
+lists them all (never for the null sender).
+
+The admin command talks to a running runner through files in DATA/queue/control/: ``flush``,
+``retry-ID``, ``delete-ID``, ``bounce-ID``, checked once a second.
+"""
+
+import os
+
+from twisted.application.service import Service
+from twisted.internet import defer, task, threads
+from twisted.logger import Logger
+
+from mailbox_appliance.accounts.addresses import split_address
+from mailbox_appliance.queue import dsn
+from mailbox_appliance.queue.spool import UnknownEntry
+
+CONTROL_DIRECTORY = "control"
+CONTROL_POLL_SECONDS = 1.0
+# Deliveries in flight at once, over all domains and per domain.
+MAX_ACTIVE_DELIVERIES = 50
+MAX_ACTIVE_PER_DOMAIN = 10
+
+
+class QueueRunner(Service):
+    log = Logger()
+
+    def __init__(self, spool, schedule, outbound, send_report, hostname, clock, signer=None):
+        """*send_report(recipient, message)* delivers a bounce or delay notice (null sender);
+        *signer* (queue/dkim_signing.Signer) DKIM-signs each message as it leaves."""
+        self.spool = spool
+        self.signer = signer
+        self.schedule = schedule
+        self.outbound = outbound
+        self.send_report = send_report
+        self.hostname = hostname
+        self.clock = clock
+        self._timers = {}
+        self._active = set()
+        self._total = defer.DeferredSemaphore(MAX_ACTIVE_DELIVERIES)
+        self._per_domain = {}
+        self._control = task.LoopingCall(self._read_control)
+        self._control.clock = clock
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        loaded = self.spool.load(repair=True)
+        for name, reason in loaded.corrupt:
+            self.log.error("queue entry {name} moved aside to {path}/corrupt: {reason}",
+                           name=name, path=self.spool.path, reason=reason)
+        for envelope in loaded:
+            self._schedule(envelope.id, envelope.next_attempt)
+        self.log.info("queue loaded: {count} entries", count=len(loaded))
+        os.makedirs(self._control_path(), exist_ok=True)
+        self._control.start(CONTROL_POLL_SECONDS, now=False)
+
+    def stopService(self):
+        super().stopService()
+        if self._control.running:
+            self._control.stop()
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+
+    def enqueued(self, envelope):
+        """A new entry was committed to the spool: try it now."""
+        self._schedule(envelope.id, self.clock.seconds())
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _schedule(self, queue_id, when):
+        previous = self._timers.pop(queue_id, None)
+        if previous is not None and previous.active():
+            previous.cancel()
+        delay = max(0.0, when - self.clock.seconds())
+        self._timers[queue_id] = self.clock.callLater(delay, self._attempt, queue_id)
+
+    def _attempt(self, queue_id):
+        self._timers.pop(queue_id, None)
+        if queue_id in self._active:
+            return
+        self._active.add(queue_id)
+        result = defer.ensureDeferred(self._try(queue_id))
+        result.addErrback(lambda failure: self.log.failure("queue {queue_id}: attempt failed", failure, queue_id=queue_id))
+        result.addBoth(lambda _: self._active.discard(queue_id))
+
+    async def _try(self, queue_id):
+        try:
+            envelope = self.spool.read_envelope(queue_id)
+            message = self.spool.read_message(queue_id)
+        except UnknownEntry:
+            return
+        outgoing = message
+        if self.signer is not None:
+            # RSA signing and canonicalisation take milliseconds: not in the reactor thread.
+            outgoing = await threads.deferToThread(self.signer.sign, message, envelope.sender)
+        by_domain = {}
+        for recipient in envelope.pending():
+            by_domain.setdefault(split_address(recipient.address)[1], []).append(recipient.address)
+        attempts = [defer.ensureDeferred(self._deliver_to_domain(queue_id, domain, envelope.sender, addresses, outgoing))
+                    for domain, addresses in by_domain.items()]
+        outcomes = {}
+        for result in await defer.gatherResults(attempts, consumeErrors=True):
+            outcomes.update(result)
+        for recipient in envelope.pending():
+            outcome = outcomes.get(recipient.address)
+            if outcome is None:
+                continue
+            recipient.last_reply, recipient.remote_mta = outcome.reply, outcome.remote_mta
+            if outcome.delivered:
+                recipient.state = "delivered"
+            elif outcome.permanent:
+                recipient.state = "failed"
+        envelope.attempts += 1
+        self._conclude(envelope, message)
+
+    async def _deliver_to_domain(self, queue_id, domain, sender, addresses, message):
+        per_domain = self._per_domain.setdefault(domain, defer.DeferredSemaphore(MAX_ACTIVE_PER_DOMAIN))
+        await self._total.acquire()
+        try:
+            await per_domain.acquire()
+            try:
+                return await self.outbound.deliver(queue_id, domain, sender, addresses, message)
+            finally:
+                per_domain.release()
+        finally:
+            self._total.release()
+
+    def _conclude(self, envelope, message):
+        """Record the attempt; then retry later, warn, expire, bounce or finish."""
+        now = self.clock.seconds()
+        pending = envelope.pending()
+        if pending and self.schedule.expired(envelope.arrival, now):
+            for recipient in pending:
+                recipient.state = "failed"
+                recipient.last_reply = ("451 4.4.7 Message expired: not delivered within the queue lifetime; "
+                                        f"last reply: {recipient.last_reply}")
+            pending = []
+        if pending:
+            if self.schedule.should_warn(envelope.arrival, envelope.warned, now):
+                self._report(envelope, message, pending, "delayed")
+                envelope.warned = True
+            envelope.next_attempt = self.schedule.next_attempt(envelope.arrival, envelope.attempts, now)
+            # Scheduled before the rewrite: should the disk refuse it, the message is still retried.
+            self._schedule(envelope.id, envelope.next_attempt)
+            try:
+                self.spool.update(envelope)
+            except UnknownEntry:
+                self._finish_by_admin("delete", envelope.id)
+                return
+            self.log.info("queue {queue_id}: attempt {attempts} done, {pending} pending, next attempt in {delay:.0f}s",
+                          queue_id=envelope.id, attempts=envelope.attempts, pending=len(pending),
+                          delay=envelope.next_attempt - now)
+            return
+        failed = [recipient for recipient in envelope.recipients if recipient.state == "failed"]
+        if failed:
+            self._report(envelope, message, failed, "failed")
+        self.spool.remove(envelope.id)
+        self.log.info("queue {queue_id}: done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
+                      delivered=len(envelope.recipients) - len(failed), failed=len(failed))
+
+    def _report(self, envelope, message, recipients, action):
+        if envelope.sender == "":
+            # RFC 3464 §2 / RFC 5321 §6.1: never report on a report; it would loop.
+            self.log.info("queue {queue_id}: {action} for the null sender, no report sent",
+                          queue_id=envelope.id, action=action)
+            return
+        reports = [dsn.RecipientReport(recipient.address, action,
+                                       dsn.status_of(recipient.last_reply, action == "failed"),
+                                       recipient.last_reply or "no reply", recipient.remote_mta)
+                   for recipient in recipients]
+        report = dsn.build_report(self.hostname, envelope.sender, envelope.id, envelope.arrival, message,
+                                  reports, retry_until=envelope.arrival + self.schedule.max_lifetime)
+        self.log.info("queue {queue_id}: {action} report to <{sender}> for {recipients}", queue_id=envelope.id,
+                      action=action, sender=envelope.sender,
+                      recipients=",".join(f"<{r.address}>" for r in recipients))
+        result = defer.maybeDeferred(self.send_report, envelope.sender, report)
+        result.addErrback(lambda failure: self.log.failure("queue {queue_id}: report not sent", failure,
+                                                           queue_id=envelope.id))
+
+    # -- admin control --------------------------------------------------------------------
+
+    def _control_path(self):
+        return os.path.join(self.spool.path, CONTROL_DIRECTORY)
+
+    def _read_control(self):
+        try:
+            names = os.listdir(self._control_path())
+        except FileNotFoundError:
+            return
+        for name in names:
+            os.unlink(os.path.join(self._control_path(), name))
+            command, _, queue_id = name.partition("-")
+            if command == "flush":
+                for envelope in self.spool.load(repair=False):
+                    self._schedule(envelope.id, 0)
+            elif command == "retry":
+                self._schedule(queue_id, 0)
+            elif command in ("delete", "bounce"):
+                self._finish_by_admin(command, queue_id)
+            else:
+                self.log.warn("queue control: unknown request {name} ignored", name=name)
+                continue
+            self.log.info("queue control: {command} {queue_id} done", command=command, queue_id=queue_id or "all")
+
+    def _finish_by_admin(self, command, queue_id):
+        timer = self._timers.pop(queue_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        try:
+            envelope = self.spool.read_envelope(queue_id)
+            message = self.spool.read_message(queue_id)
+        except UnknownEntry:
+            return
+        if command == "bounce":
+            for recipient in envelope.pending():
+                recipient.state = "failed"
+                recipient.last_reply = f"550 5.3.0 Returned by the postmaster; last reply: {recipient.last_reply}"
+            self._conclude(envelope, message)
+        else:
+            self.spool.remove(queue_id)

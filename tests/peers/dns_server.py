@@ -1,0 +1,58 @@
+"""A real DNS server for tests: twisted.names serving a test zone on 127.0.0.1 (UDP and TCP).
+
+    python dns_server.py ZONE.json
+
+ZONE.json: {"records": {"name": {"MX": [[10, "mx1.name"]], "A": ["127.0.0.2"], "AAAA": ["::1"]}},
+            "servfail": ["broken.test"]}
+A name not in "records" is NXDOMAIN; a listed name without the asked type is NODATA; a name in
+"servfail" answers SERVFAIL.  Prints "dns listening on 127.0.0.1:PORT" when ready.
+"""
+
+import json
+import sys
+
+from twisted.internet import defer, reactor
+from twisted.names import common, dns, error, server
+
+
+class ZoneAuthority(common.ResolverBase):
+    def __init__(self, zone):
+        super().__init__()
+        self.records = {name.lower().rstrip("."): types for name, types in zone.get("records", {}).items()}
+        self.servfail = {name.lower() for name in zone.get("servfail", [])}
+
+    def _lookup(self, name, cls, type, timeout=None):
+        key = name.decode("ascii").lower().rstrip(".") if isinstance(name, bytes) else name.lower().rstrip(".")
+        if key in self.servfail:
+            # Not a DomainError: DNSServerFactory answers anything else with SERVFAIL.
+            return defer.fail(RuntimeError("configured to fail"))
+        if key not in self.records:
+            return defer.fail(error.AuthoritativeDomainError(name))
+        types = self.records[key]
+        answers = []
+        if type == dns.MX:
+            for preference, exchange in types.get("MX", []):
+                answers.append(dns.RRHeader(key, dns.MX, ttl=60, payload=dns.Record_MX(preference, exchange, ttl=60),
+                                            auth=True))
+        elif type == dns.A:
+            answers = [dns.RRHeader(key, dns.A, ttl=60, payload=dns.Record_A(address, ttl=60), auth=True)
+                       for address in types.get("A", [])]
+        elif type == dns.AAAA:
+            answers = [dns.RRHeader(key, dns.AAAA, ttl=60, payload=dns.Record_AAAA(address, ttl=60), auth=True)
+                       for address in types.get("AAAA", [])]
+        return defer.succeed((answers, [], []))
+
+
+def main():
+    with open(sys.argv[1]) as handle:
+        zone = json.load(handle)
+    factory = server.DNSServerFactory(authorities=[ZoneAuthority(zone)])
+    udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+    port = udp.getHost().port
+    reactor.listenTCP(port, factory, interface="127.0.0.1")
+    print(f"dns listening on 127.0.0.1:{port}", flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The admin's view of the queue, and DKIM signing, against a running appliance and real peers."""
+
+import re
+
+import dkim
+import pytest
+
+from appliance import admin
+from test_queue_delivery import MESSAGE, _bounces, _office, _submit, world  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def office(tmp_path, world):  # noqa: F811
+    office = _office(tmp_path, world)
+    yield office
+    office.appliance.stop()
+
+
+def _run(office, *arguments):
+    result = admin(office.config_path, *arguments)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_list_retry_flush_bounce_and_delete(office):
+    _submit(office, ["x@servfail.test"])
+    office.appliance.wait_for_log(r"attempt 1 done", timeout=30)
+    listing = _run(office, "queue", "list")
+    queue_id = re.match(r"(\w+)  from <alice@example.test>  attempts 1  next ", listing).group(1)
+    assert "    <x@servfail.test> pending: 451 4.4.3 DNS lookup of MX for servfail.test failed: SERVFAIL" in listing
+
+    _run(office, "queue", "retry", queue_id)
+    office.appliance.wait_for_log(r"attempt 2 done", timeout=30)
+    _run(office, "queue", "flush")
+    office.appliance.wait_for_log(r"attempt 3 done", timeout=30)
+
+    _run(office, "queue", "bounce", queue_id)
+    office.appliance.wait_for_log(r"stored \w+: local=alice@example.test", timeout=30)
+    [bounce] = _bounces(office)
+    assert "Returned by the postmaster" in bounce.as_string()
+    assert _run(office, "queue", "list").strip() == "the queue is empty"
+
+    _submit(office, ["y@servfail.test"])
+    office.appliance.wait_for_log(r"attempt 1 done", timeout=30, count=2)
+    [entry] = office.queued()
+    _run(office, "queue", "delete", entry.id)
+    office.appliance.wait_for_log(rf"queue control: delete {entry.id}")
+    assert office.queued() == []
+    assert len(_bounces(office)) == 1
+
+
+def test_unknown_queue_id(office):
+    result = admin(office.config_path, "queue", "retry", "0000000000000000zz")
+    assert result.returncode == 1 and "no queued message 0000000000000000zz" in result.stderr
+
+
+def test_dkim_signature_verifies(office, world):
+    output = _run(office, "dkim", "keygen", "example.test")
+    assert "mail._domainkey.example.test. IN TXT" in output
+    assert 'example.test. IN TXT "v=spf1 mx -all"' in output
+    assert "_dmarc.example.test. IN TXT" in output
+    record = "".join(re.findall(r'"([^"]*)"', output.split("\n")[1]))
+    assert record.startswith("v=DKIM1; k=rsa; p=")
+
+    _submit(office, ["friend@good.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
+    [(_, wire)] = world.received()
+    assert wire.startswith(b"DKIM-Signature: ")
+    message = wire[:-3].replace(b"\r\n..", b"\r\n.")  # as the peer would store it: unstuffed, no end marker
+
+    def dns(name, timeout=5):
+        assert name == b"mail._domainkey.example.test."
+        return record.encode("ascii")
+
+    assert dkim.verify(message, dnsfunc=dns)
+    assert not dkim.verify(message.replace(b"Figures attached.", b"Figures changed."), dnsfunc=dns)
+
+
+def test_a_domain_without_key_is_sent_unsigned_with_a_warning(office, world):
+    office.appliance.wait_for_log(r"domain example.test has no DKIM key")
+    _submit(office, ["friend@good.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
+    [(_, wire)] = world.received()
+    assert b"DKIM-Signature" not in wire

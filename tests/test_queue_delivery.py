@@ -1,0 +1,181 @@
+"""The outbound queue against real peers on loopback: a DNS server with a test zone and SMTP
+servers that accept, refuse, drop, stall or are not there (tests/outbound_world.py)."""
+
+import email
+import email.policy
+import json
+import os
+
+import pytest
+
+from conftest import Office
+from outbound_world import World
+
+MESSAGE = (b"From: alice@example.test\r\nTo: friend@good.test\r\nSubject: quarterly report\r\n"
+           b"Message-ID: <q3@example.test>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n"
+           b"Figures attached.\r\n")
+
+
+@pytest.fixture
+def world(tmp_path):
+    world = World(str(tmp_path))
+    yield world
+    world.stop()
+
+
+def _office(tmp_path, world, extra=""):
+    return Office(str(tmp_path), extra=extra, resolver=world.resolver, smtp_port=world.smtp_port).start()
+
+
+@pytest.fixture
+def office(tmp_path, world):
+    office = _office(tmp_path, world)
+    yield office
+    office.appliance.stop()
+
+
+def _submit(office, recipients, message=MESSAGE, sender="alice@example.test"):
+    client = office.smtp("submission", login="alice@example.test")
+    client.sendmail(sender, recipients, message)
+    client.quit()
+
+
+def _bounces(office):
+    return [email.message_from_bytes(stored, policy=email.policy.default) for stored in office.inbox("alice")]
+
+
+def test_delivered_to_the_best_mx_with_starttls_byte_for_byte(office, world):
+    message = MESSAGE + b".a line starting with a dot\r\n..\r\n.\r\nend\r\n"
+    _submit(office, ["friend@good.test"], message)
+    office.appliance.wait_for_log(r"queue \w+: done, 1 delivered, 0 failed")
+    [(envelope, wire)] = world.received()
+    assert envelope == {"sender": "<alice@example.test>", "recipients": ["friend@good.test"],
+                        "host": "127.0.0.2", "tls": True}
+    # What crossed the wire is the stored message, dot-stuffed (RFC 5321 §4.5.2) and nothing else:
+    # no CR CR LF, every leading dot doubled, ended by CRLF "." CRLF.
+    assert b"\r\r\n" not in wire
+    assert wire.endswith(b"\r\n..a line starting with a dot\r\n...\r\n..\r\nend\r\n.\r\n")
+    line = office.appliance.wait_for_log(r"delivery \w+ to <friend@good.test> via mx1.good.test \[127.0.0.2\] tls=TLSv1")
+    assert "250 2.0.0 accepted as 1" in line
+    assert office.queued() == []
+
+
+def test_a_host_that_is_down_is_skipped_for_the_next_mx(office, world):
+    _submit(office, ["friend@backup.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered")
+    assert office.appliance.wait_for_log(r"via down.backup.test \[127.0.0.9\] tls=None: cannot connect")
+    assert [envelope["host"] for envelope, _ in world.received()] == ["127.0.0.3"]
+
+
+def test_no_mx_falls_back_to_the_address_record(office, world):
+    _submit(office, ["friend@nomx.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered")
+    assert world.received()[0][0]["host"] == "127.0.0.2"
+
+
+def test_a_server_without_starttls_still_gets_the_mail(office, world):
+    _submit(office, ["friend@plain.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered")
+    assert world.received()[0][0]["tls"] is False
+
+
+def test_permanent_failures_are_bounced_once_with_every_failed_recipient(office, world):
+    _submit(office, ["ok@good.test", "perm-one@good.test", "someone@nullmx.test", "someone@missing.test"])
+    office.appliance.wait_for_log(r"stored \w+: local=alice@example.test")
+    [bounce] = _bounces(office)
+    assert bounce["From"] == "Mail Delivery System <MAILER-DAEMON@mail.example.test>"
+    assert bounce["Auto-Submitted"] == "auto-replied"
+    assert bounce.get_content_type() == "multipart/report"
+    assert bounce.get_param("report-type") == "delivery-status"
+    explanation, status, headers = bounce.iter_parts()
+    assert explanation.get_content_type() == "text/plain"
+    assert status.get_content_type() == "message/delivery-status"
+    assert headers.get_content_type() == "text/rfc822-headers"
+    assert "Subject: quarterly report" in headers.get_content()
+    fields = status.get_payload()
+    per_recipient = {block["Final-Recipient"]: block for block in fields[1:]}
+    assert fields[0]["Reporting-MTA"] == "dns; mail.example.test"
+    assert set(per_recipient) == {"rfc822; perm-one@good.test", "rfc822; someone@nullmx.test",
+                                  "rfc822; someone@missing.test"}
+    perm = per_recipient["rfc822; perm-one@good.test"]
+    assert (perm["Action"], perm["Status"], perm["Remote-MTA"]) == ("failed", "5.1.1", "dns; mx1.good.test")
+    assert "550 5.1.1 <perm-one@good.test>: user unknown" in perm["Diagnostic-Code"]
+    assert per_recipient["rfc822; someone@nullmx.test"]["Status"] == "5.1.10"
+    assert per_recipient["rfc822; someone@missing.test"]["Status"] == "5.1.2"
+    stored = office.inbox("alice")[0]
+    assert stored.startswith(b"Return-Path: <>\r\n")
+
+
+@pytest.mark.parametrize("recipient, why", [
+    ("x@servfail.test", "SERVFAIL"),
+    ("x@greylist.test", "greeting: 421 4.3.2 not now"),
+    ("x@dropper.test", "connection lost"),
+    ("temp-x@good.test", "451 4.2.1"),
+])
+def test_temporary_failures_stay_queued_for_a_retry(office, world, recipient, why):
+    _submit(office, [recipient])
+    office.appliance.wait_for_log(r"attempt 1 done, 1 pending, next attempt in 300s", timeout=30)
+    [entry] = office.queued()
+    assert entry.attempts == 1 and entry.recipients[0].state == "pending"
+    assert why in entry.recipients[0].last_reply
+    assert entry.next_attempt >= entry.arrival + 300 - 5
+    assert _bounces(office) == []
+
+
+def test_a_slow_server_is_waited_for(office, world):
+    _submit(office, ["friend@slow.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered", timeout=60)
+
+
+def test_expiry_bounces_what_is_still_pending_and_warns_once_before(tmp_path, world):
+    office = _office(tmp_path, world, "")
+    office.appliance.stop()
+    with open(office.config_path) as handle:
+        text = handle.read()
+    with open(office.config_path, "w") as handle:
+        handle.write(text.replace("[outbound]\n", "[outbound]\nretry_schedule = 1s\nwarn_after = 1s\nmax_lifetime = 4s\n"))
+    office.start()
+    try:
+        _submit(office, ["temp-a@good.test", "ok@good.test"])
+        office.appliance.wait_for_log(r"delayed report to <alice@example.test> for <temp-a@good.test>", timeout=30)
+        office.appliance.wait_for_log(r"done, 1 delivered, 1 failed", timeout=30)
+        office.appliance.wait_for_log(r"stored \w+: local=alice@example.test", timeout=30, count=2)
+        reports = _bounces(office)
+        subjects = sorted(report["Subject"] for report in reports)
+        assert subjects == ["Delayed Mail (still being retried)", "Undelivered Mail Returned to Sender"]
+        failed = next(report for report in reports if report["Subject"].startswith("Undelivered"))
+        status = list(failed.iter_parts())[1].get_payload()[1]
+        assert status["Status"] == "4.4.7" and status["Action"] == "failed"
+        delayed = next(report for report in reports if report["Subject"].startswith("Delayed"))
+        assert list(delayed.iter_parts())[1].get_payload()[1]["Action"] == "delayed"
+        assert sum("delayed report" in line for line in office.appliance.lines) == 1
+    finally:
+        office.appliance.stop()
+
+
+def test_a_bounce_is_never_bounced(office, world):
+    client = office.smtp("submission", login="alice@example.test")
+    client.sendmail("", ["perm-x@good.test"], MESSAGE)
+    client.quit()
+    office.appliance.wait_for_log(r"failed for the null sender, no report sent")
+    office.appliance.wait_for_log(r"done, 0 delivered, 1 failed")
+    assert _bounces(office) == []
+
+
+def test_the_queue_survives_a_restart_and_sets_corrupt_entries_aside(tmp_path, world):
+    office = _office(tmp_path, world)
+    _submit(office, ["x@servfail.test"])
+    office.appliance.wait_for_log(r"SERVFAIL")
+    office.appliance.stop()
+    [entry] = office.queued()
+    broken = os.path.join(office.data_dir, "queue", "envelopes", "0000000000000000aa.json")
+    with open(broken, "w") as handle:
+        handle.write("{not json")
+    office.start()
+    try:
+        office.appliance.wait_for_log(r"queue entry 0000000000000000aa moved aside .*: Expecting property name")
+        office.appliance.wait_for_log(r"queue loaded: 1 entries")
+        assert [queued.id for queued in office.queued()] == [entry.id]
+        assert os.path.exists(os.path.join(office.data_dir, "queue", "corrupt", "0000000000000000aa.json"))
+    finally:
+        office.appliance.stop()
