@@ -1,0 +1,127 @@
+"""How fast the queue reloads and drains: N queued messages to a loopback SMTP sink.
+
+    python benchmarks/queue_drain.py [--count 10000] [--size 2048]
+
+Fills a spool with COUNT entries (one recipient each, an address literal at 127.0.0.2 so no DNS
+is involved), times Spool.load() over it (what a restart does), then starts the appliance with
+that spool and a counting SMTP sink on 127.0.0.2, and prints messages delivered per second from
+start until the sink has them all.  Only loopback addresses are used.
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+from mailbox_appliance.queue.spool import Spool
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+class Sink:
+    """A minimal, fast SMTP server that counts the messages it accepts (no TLS offered)."""
+
+    def __init__(self):
+        self.count = 0
+        self.done = threading.Event()
+        self.expected = None
+        self.port = None
+        ready = threading.Event()
+        threading.Thread(target=lambda: asyncio.run(self._serve(ready)), daemon=True).start()
+        ready.wait(10)
+
+    async def _serve(self, ready):
+        server = await asyncio.start_server(self._session, "127.0.0.2", 0, limit=1 << 24)
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        await server.serve_forever()
+
+    async def _session(self, reader, writer):
+        writer.write(b"220 sink\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                writer.write(b"354 go\r\n")
+                await reader.readuntil(b"\r\n.\r\n")
+                self.count += 1
+                if self.count == self.expected:
+                    self.done.set()
+                writer.write(b"250 ok\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+            elif verb == b"EHLO":
+                writer.write(b"250-sink\r\n250 8BITMIME\r\n")
+            else:
+                writer.write(b"250 ok\r\n")
+        await writer.drain()
+        writer.close()
+
+
+def message(size):
+    body = ("x" * 70 + "\r\n") * max(1, size // 72)
+    return ("From: bench@example.test\r\nTo: sink@[127.0.0.2]\r\nSubject: drain\r\n\r\n" + body).encode()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=2048)
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        spool = Spool(os.path.join(directory, "data", "queue"))
+        data = message(arguments.size)
+        started = time.perf_counter()
+        for _ in range(arguments.count):
+            spool.add("bench@example.test", ["sink@[127.0.0.2]"], data)
+        print(f"filled the spool with {arguments.count} entries in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        loaded = spool.load(repair=False)
+        print(f"reload of {len(loaded)} entries (Spool.load): {time.perf_counter() - started:.2f} s")
+
+        sink = Sink()
+        sink.expected = arguments.count
+        config = os.path.join(directory, "appliance.conf")
+        with open(config, "w") as handle:
+            handle.write(textwrap.dedent(f"""\
+                [server]
+                hostname = mail.example.test
+                data_dir = {os.path.join(directory, "data")}
+                domains = example.test
+                [listen]
+                smtp = tcp:0:interface=127.0.0.1
+                submission =
+                submissions =
+                imap =
+                imaps =
+                pop3 =
+                pop3s =
+                [outbound]
+                resolver = 127.0.0.1:9
+                smtp_port = {sink.port}
+                """))
+        started = time.perf_counter()
+        appliance = subprocess.Popen([TWISTD, "-n", "--pidfile=", "mailbox-appliance", "--config", config],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log = []
+        threading.Thread(target=lambda: log.extend(appliance.stdout), daemon=True).start()
+        finished = sink.done.wait(600)
+        elapsed = time.perf_counter() - started
+        loaded_line = next((line for line in log if "queue loaded" in line), "")
+        appliance.terminate()
+        appliance.wait(30)
+        if not finished:
+            sys.exit(f"only {sink.count} of {arguments.count} delivered in {elapsed:.0f} s")
+        print(f"appliance start log: {re.sub(r'^.*#info] ', '', loaded_line.strip())}")
+        print(f"drained {arguments.count} messages of {len(data)} bytes in {elapsed:.1f} s "
+              f"(from process start): {arguments.count / elapsed:.0f} messages/s")
+
+
+if __name__ == "__main__":
+    main()
