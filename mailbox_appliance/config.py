@@ -161,6 +161,19 @@ def _endpoint_parser(implicit_tls):
     return parse_endpoint
 
 
+def parse_optional_hostname(value):
+    return parse_hostname(value) if value.strip() else ""
+
+
+def parse_boolean(value):
+    word = value.strip().lower()
+    if word in ("yes", "true", "on", "1"):
+        return True
+    if word in ("no", "false", "off", "0"):
+        return False
+    raise _BadValue("expected yes or no")
+
+
 def parse_path(value):
     value = value.strip()
     if not value:
@@ -233,6 +246,11 @@ class OutboundSettings:
     retry_schedule: tuple
     max_lifetime: int
     warn_after: int
+    relay_host: str
+    relay_port: int
+    relay_user: str
+    relay_password: str
+    relay_require_tls: bool
 
 
 @dataclass(frozen=True)
@@ -299,6 +317,11 @@ SCHEMA = {
         "retry_schedule": Setting(parse_duration_list, "5m, 10m, 20m, 40m, 1h, 2h, 4h"),
         "max_lifetime": Setting(parse_duration, "5d"),
         "warn_after": Setting(parse_duration, "4h"),
+        "relay_host": Setting(parse_optional_hostname, ""),
+        "relay_port": Setting(parse_port, "587"),
+        "relay_user": Setting(parse_text, ""),
+        "relay_password": Setting(parse_text, ""),
+        "relay_require_tls": Setting(parse_boolean, "yes"),
     },
 }
 

@@ -20,7 +20,7 @@ from mailbox_appliance.login_throttle import LoginThrottle
 from mailbox_appliance.pop3 import POP3Factory
 from mailbox_appliance.queue.dkim_signing import Signer
 from mailbox_appliance.queue.mx import make_resolver
-from mailbox_appliance.queue.outbound import Outbound
+from mailbox_appliance.queue.outbound import Outbound, Relay
 from mailbox_appliance.queue.runner import QueueRunner
 from mailbox_appliance.queue.schedule import Schedule
 from mailbox_appliance.queue.spool import Spool
@@ -130,8 +130,14 @@ def makeService(settings, reactor=None):
 def _queue_runner(settings, accounts, spool, delivery, reactor):
     """The outbound queue, delivering with MX lookups and reporting failures through *delivery*."""
     log = Logger(namespace="mailbox_appliance.queue")
-    outbound = Outbound(reactor, make_resolver(settings.outbound.resolver), settings.outbound.smtp_port,
-                        settings.server.hostname, tls.client_context_factory())
+    settings_out = settings.outbound
+    relay = None
+    if settings_out.relay_host:
+        credentials = (settings_out.relay_user, settings_out.relay_password) if settings_out.relay_user else None
+        relay = Relay(settings_out.relay_host, settings_out.relay_port, credentials, settings_out.relay_require_tls,
+                      tls.verifying_client_context(settings_out.relay_host))
+    outbound = Outbound(reactor, make_resolver(settings_out.resolver), settings_out.smtp_port,
+                        settings.server.hostname, tls.client_context_factory(), relay)
 
     def send_report(recipient, report):
         resolution = accounts.resolve(recipient)

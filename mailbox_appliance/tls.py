@@ -50,6 +50,12 @@ def client_context_factory():
     return ssl.CertificateOptions(raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
 
 
+def verifying_client_context(hostname):
+    """For a smart host: the certificate must chain to the system's CAs and name *hostname*
+    (service-identity does the name check)."""
+    return ssl.optionsForClientTLS(hostname, extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2})
+
+
 def negotiated_version(transport):
     """'TLSv1.3' for a transport that speaks TLS (implicit, or after startTLS), else 'TLS'."""
     try:

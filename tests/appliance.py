@@ -49,12 +49,12 @@ def admin(config_path, *arguments, password=None):
 class Appliance:
     """A running appliance process; .ports maps listener name -> port."""
 
-    def __init__(self, config_path=None, cwd=None, expected=LISTENERS):
+    def __init__(self, config_path=None, cwd=None, expected=LISTENERS, env=None):
         command = [TWISTD, "-n", "--pidfile=", "mailbox-appliance"]
         if config_path:
             command += ["--config", config_path]
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env=None if env is None else {**os.environ, **env})
         self.lines = []
         self._ended = False
         self._changed = threading.Condition()

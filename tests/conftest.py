@@ -47,8 +47,8 @@ class Office:
         self.config_path = write_config(directory, extra=outbound + extra, domains="example.test, catchall.test")
         self.appliance = None
 
-    def start(self):
-        self.appliance = Appliance(self.config_path)
+    def start(self, env=None):
+        self.appliance = Appliance(self.config_path, env=env)
         return self
 
     @property

@@ -17,6 +17,7 @@ HOSTS = {
     "127.0.0.5": "drop-data",
     "127.0.0.6": "slow",
     "127.0.0.7": "plain",
+    "127.0.0.8": "auth",
 }
 DOWN = "127.0.0.9"   # no peer listens here
 
@@ -38,6 +39,8 @@ ZONE = {
         "mx.slow.test": {"A": ["127.0.0.6"]},
         "plain.test": {"MX": [[10, "mx.plain.test"]]},
         "mx.plain.test": {"A": ["127.0.0.7"]},
+        "relay.test": {"A": ["127.0.0.8"]},          # the smart host; the peers' certificate names it
+        "wrongname.test": {"A": ["127.0.0.8"]},      # the same host under a name its certificate lacks
     },
     "servfail": ["servfail.test"],
 }
@@ -60,7 +63,8 @@ class World:
         with open(zone_path, "w") as handle:
             json.dump(ZONE, handle)
         certificate, key = os.path.join(directory, "peer.pem"), os.path.join(directory, "peer.key")
-        create_self_signed(certificate, key, "mx.test")
+        create_self_signed(certificate, key, "relay.test")
+        self.certificate = certificate
         self.dns, dns_port = _start([sys.executable, os.path.join(PEERS, "dns_server.py"), zone_path], "dns listening")
         self.smtp, smtp_port = _start([sys.executable, os.path.join(PEERS, "smtp_peer.py"), self.spool, certificate, key,
                                        *(f"{host}={behaviour}" for host, behaviour in HOSTS.items())], "smtp listening")

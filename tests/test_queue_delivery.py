@@ -179,3 +179,39 @@ def test_the_queue_survives_a_restart_and_sets_corrupt_entries_aside(tmp_path, w
         assert os.path.exists(os.path.join(office.data_dir, "queue", "corrupt", "0000000000000000aa.json"))
     finally:
         office.appliance.stop()
+
+
+def _relay_office(tmp_path, world, relay_host):
+    relay = (f"relay_host = {relay_host}\nrelay_port = {world.smtp_port}\n"
+             "relay_user = relayuser\nrelay_password = relaypass\n")
+    office = Office(str(tmp_path), resolver=world.resolver, smtp_port=world.smtp_port)
+    with open(office.config_path) as handle:
+        text = handle.read()
+    with open(office.config_path, "w") as handle:
+        handle.write(text.replace("[outbound]\n", "[outbound]\n" + relay))
+    # The peers' certificate is trusted as a CA by the appliance process only.
+    return office.start(env={"SSL_CERT_FILE": world.certificate})
+
+
+def test_a_smart_host_carries_everything_with_verified_tls_and_auth(tmp_path, world):
+    office = _relay_office(tmp_path, world, "relay.test")
+    try:
+        _submit(office, ["friend@good.test", "other@nomx.test"])
+        office.appliance.wait_for_log(r"done, 2 delivered", timeout=30)
+        [(envelope, _)] = world.received()
+        assert envelope["host"] == "127.0.0.8" and envelope["tls"] and envelope["user"] == "relayuser"
+        assert sorted(envelope["recipients"]) == ["friend@good.test", "other@nomx.test"]
+    finally:
+        office.appliance.stop()
+
+
+def test_a_smart_host_whose_certificate_fails_verification_is_a_temporary_failure(tmp_path, world):
+    office = _relay_office(tmp_path, world, "wrongname.test")
+    try:
+        _submit(office, ["friend@good.test"])
+        office.appliance.wait_for_log(r"attempt 1 done, 1 pending", timeout=30)
+        assert world.received() == []
+        [entry] = office.queued()
+        assert entry.recipients[0].state == "pending"
+    finally:
+        office.appliance.stop()

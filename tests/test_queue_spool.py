@@ -36,7 +36,7 @@ def test_interfaces(spool):
 
 
 def test_add_load_round_trip_utf8_and_8bit(spool):
-    received = {"client": "192.0.2.7", "helo": "mx.b\u00fccher.example", "user": None}
+    received = {"client": "127.0.0.7", "helo": "mx.b\u00fccher.example", "user": None}
     queue_id = spool.add("j\u00f6rg@b\u00fccher.example",
                          ["\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a", "plain@example.org"],
                          MESSAGE, received_from=received, arrival=1700000000.25)
@@ -276,7 +276,7 @@ def test_ids_unique_sortable_and_safe(spool):
 
 def test_batch_of_50_group_commit(spool):
     batch = [spool.stage("s%d@example.com" % i, ["r%d@\u00e9xample.org" % i, "x@example.net"],
-                         MESSAGE + b"%d" % i, received_from={"client": "192.0.2.%d" % i})
+                         MESSAGE + b"%d" % i, received_from={"client": "127.0.0.%d" % i})
              for i in range(50)]
     for staged in batch:
         staged.write()

@@ -65,9 +65,9 @@ def test_protocol_types():
 
 
 def test_received_field_is_folded_and_safe():
-    field = headers.received("mx.example", "evil\r\nX-Injected: 1", "192.0.2.1", "ESMTPS", "abc", "TLSv1.3", ["a@b"])
+    field = headers.received("mx.example", "evil\r\nX-Injected: 1", "127.0.0.1", "ESMTPS", "abc", "TLSv1.3", ["a@b"])
     text = field.decode()
-    assert text.startswith("Received: from evil??X-Injected:?1 ([192.0.2.1])\r\n\tby mx.example")
+    assert text.startswith("Received: from evil??X-Injected:?1 ([127.0.0.1])\r\n\tby mx.example")
     assert "\tfor <a@b>;\r\n" in text and text.endswith("\r\n")
 
 
@@ -83,17 +83,17 @@ def test_date_and_message_id_added_only_when_missing():
 def test_throttle_delays_then_locks_out_then_forgets():
     clock = Clock()
     throttle = LoginThrottle(clock, max_failures=5, window_seconds=600, lockout_seconds=900)
-    delays = [throttle.failed("192.0.2.1") for _ in range(4)]
+    delays = [throttle.failed("127.0.0.1") for _ in range(4)]
     assert delays == [0.0, 0.0, 1.0, 2.0]
-    assert not throttle.is_locked_out("192.0.2.1")
-    throttle.failed("192.0.2.1")
-    assert throttle.is_locked_out("192.0.2.1")
-    assert not throttle.is_locked_out("192.0.2.2")
+    assert not throttle.is_locked_out("127.0.0.1")
+    throttle.failed("127.0.0.1")
+    assert throttle.is_locked_out("127.0.0.1")
+    assert not throttle.is_locked_out("127.0.0.2")
     clock.advance(901)
-    assert not throttle.is_locked_out("192.0.2.1")
-    throttle.failed("192.0.2.3")
-    throttle.succeeded("192.0.2.3")
-    assert throttle.failed("192.0.2.3") == 0.0
+    assert not throttle.is_locked_out("127.0.0.1")
+    throttle.failed("127.0.0.3")
+    throttle.succeeded("127.0.0.3")
+    assert throttle.failed("127.0.0.3") == 0.0
 
 
 def test_idle_session_is_closed_with_421():

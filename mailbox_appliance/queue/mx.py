@@ -54,7 +54,7 @@ def mail_hosts(resolver, domain, rng=random):
     if len(records) == 1 and str(records[0].name) in ("", "."):
         raise DestinationError(True, "5.1.10", f"Domain {domain} accepts no mail (null MX, RFC 7505)")
     if not records:
-        addresses = yield _addresses(resolver, domain)
+        addresses = yield host_addresses(resolver, domain)
         if not addresses:
             raise DestinationError(True, "5.1.2", f"Domain {domain} has no MX and no address records")
         return [MailHost(domain, addresses)]
@@ -68,7 +68,7 @@ def mail_hosts(resolver, domain, rng=random):
         names = by_preference[preference]
         rng.shuffle(names)
         for name in names:
-            addresses = _from_additional(additional, name) or (yield _addresses(resolver, name))
+            addresses = _from_additional(additional, name) or (yield host_addresses(resolver, name))
             if addresses:
                 hosts.append(MailHost(name, addresses))
     if not hosts:
@@ -95,8 +95,13 @@ def _from_additional(additional, name):
 
 
 @defer.inlineCallbacks
-def _addresses(resolver, name):
-    """A then AAAA addresses of *name*; a lookup that fails only contributes nothing."""
+def host_addresses(resolver, name):
+    """A then AAAA addresses of *name* (itself if it is an IP address); a lookup that fails only
+    contributes nothing."""
+    try:
+        return (str(ipaddress.ip_address(name)),)
+    except ValueError:
+        pass
     found = []
     for lookup, record_type in ((resolver.lookupAddress, dns.A), (resolver.lookupIPV6Address, dns.AAAA)):
         try:

@@ -17,12 +17,23 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from mailbox_appliance.queue import smtp_client
-from mailbox_appliance.queue.mx import DestinationError, mail_hosts
+from mailbox_appliance.queue.mx import DestinationError, MailHost, host_addresses, mail_hosts
 
 CONNECT_TIMEOUT_SECONDS = 30
 # RFC 5321 §4.5.3.2 asks for 5 minutes for most replies and 10 for the end of DATA; one bound
 # for all keeps the code simple and errs on the patient side.
 REPLY_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Relay:
+    """A smart host: every remote message goes through it (``[outbound] relay_host``)."""
+
+    host: str
+    port: int
+    credentials: tuple      # (user, password), or None
+    require_tls: bool
+    tls_context: object     # verifies the relay's certificate and name
 
 
 @dataclass(frozen=True)
@@ -37,19 +48,25 @@ class Outcome:
 class Outbound:
     log = Logger()
 
-    def __init__(self, reactor, resolver, port, hostname, tls_context, reply_timeout=REPLY_TIMEOUT_SECONDS):
+    def __init__(self, reactor, resolver, port, hostname, tls_context, relay=None,
+                 reply_timeout=REPLY_TIMEOUT_SECONDS):
         self.reactor = reactor
+        self.relay = relay
         self.resolver = resolver
         self.port = port
         self.hostname = hostname
         self.tls_context = tls_context
         self.reply_timeout = reply_timeout
 
+    def destination(self, address):
+        """Recipients with the same destination share one session: their domain, or the relay."""
+        return self.relay.host if self.relay is not None else address.rpartition("@")[2].lower()
+
     @defer.inlineCallbacks
     def deliver(self, queue_id, domain, sender, recipients, message):
         """Try once to deliver *message* to *recipients* (all at *domain*); {address: Outcome}."""
         try:
-            hosts = yield mail_hosts(self.resolver, domain)
+            hosts = yield self._hosts(domain)
         except DestinationError as problem:
             self._log(queue_id, recipients, domain, None, None, f"not tried: {problem}")
             return self._all(recipients, False, problem.permanent, f"{'550' if problem.permanent else '451'} {problem}", None)
@@ -72,9 +89,21 @@ class Outbound:
                          hosts[-1].name)
 
     @defer.inlineCallbacks
+    def _hosts(self, domain):
+        if self.relay is None:
+            hosts = yield mail_hosts(self.resolver, domain)
+            return hosts
+        addresses = yield host_addresses(self.resolver, self.relay.host)
+        if not addresses:
+            raise DestinationError(False, "4.4.3", f"No address found for relay_host {self.relay.host}")
+        return [MailHost(self.relay.host, addresses)]
+
+    @defer.inlineCallbacks
     def _session(self, address, sender, recipients, message):
+        relay = self.relay
         endpoint_class = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
-        endpoint = endpoint_class(self.reactor, address, self.port, timeout=CONNECT_TIMEOUT_SECONDS)
+        port = relay.port if relay else self.port
+        endpoint = endpoint_class(self.reactor, address, port, timeout=CONNECT_TIMEOUT_SECONDS)
         reader = smtp_client.ReplyReader(self.reactor, self.reply_timeout)
         factory = Factory.forProtocol(lambda: reader)
         factory.noisy = False  # one log line per attempt is ours; "Starting factory" is noise
@@ -82,7 +111,11 @@ class Outbound:
             yield endpoint.connect(factory)
         except Exception as problem:
             raise smtp_client.SessionFailure(f"cannot connect: {problem.__class__.__name__}") from None
-        result = yield smtp_client.send(reader, self.hostname, sender, recipients, message, self.tls_context)
+        if relay is None:
+            result = yield smtp_client.send(reader, self.hostname, sender, recipients, message, self.tls_context)
+        else:
+            result = yield smtp_client.send(reader, self.hostname, sender, recipients, message, relay.tls_context,
+                                            require_tls=relay.require_tls, credentials=relay.credentials)
         return result
 
     @staticmethod

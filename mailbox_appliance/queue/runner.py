@@ -18,7 +18,6 @@ from twisted.application.service import Service
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 
-from mailbox_appliance.accounts.addresses import split_address
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.queue.spool import UnknownEntry
 
@@ -106,7 +105,7 @@ class QueueRunner(Service):
             outgoing = await threads.deferToThread(self.signer.sign, message, envelope.sender)
         by_domain = {}
         for recipient in envelope.pending():
-            by_domain.setdefault(split_address(recipient.address)[1], []).append(recipient.address)
+            by_domain.setdefault(self.outbound.destination(recipient.address), []).append(recipient.address)
         attempts = [defer.ensureDeferred(self._deliver_to_domain(queue_id, domain, envelope.sender, addresses, outgoing))
                     for domain, addresses in by_domain.items()]
         outcomes = {}

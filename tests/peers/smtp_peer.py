@@ -8,12 +8,14 @@ Listens on one port (printed as "smtp listening on PORT") on each loopback HOST,
   greet421   answer the greeting with 421 and close
   drop-data  close the connection in the middle of DATA
   slow       wait 2 seconds before every reply
+  auth       a smart host: STARTTLS, then AUTH PLAIN as relayuser / relaypass, required before MAIL
 Recipients whose local part starts with "perm" get 550 5.1.1, "temp" get 451 4.2.1.
 Each accepted message is written to SPOOL_DIR as N.json (envelope, host, tls) and N.eml (the
 octets exactly as they came over the wire before un-stuffing: DATA "as sent").
 """
 
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -28,6 +30,7 @@ class Session:
         self.reader, self.writer = reader, writer
         self.behaviour, self.spool, self.tls_context, self.host = behaviour, spool, tls_context, host
         self.tls = False
+        self.user = None
 
     async def reply(self, text):
         if self.behaviour == "slow":
@@ -51,6 +54,8 @@ class Session:
                 extensions = ["PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE 100000000"]
                 if self.behaviour != "plain" and not self.tls:
                     extensions.append("STARTTLS")
+                if self.behaviour == "auth" and self.tls:
+                    extensions.append("AUTH PLAIN")
                 await self.reply("\r\n".join([f"250-{self.host}"] + [f"250-{e}" for e in extensions[:-1]]
                                              + [f"250 {extensions[-1]}"]))
             elif verb == b"HELO":
@@ -59,6 +64,15 @@ class Session:
                 await self.reply("220 2.0.0 go ahead")
                 await self.writer.start_tls(self.tls_context)
                 self.tls = True
+            elif verb == b"AUTH":
+                _, user, password = base64.b64decode(line.split()[2]).split(b"\0")
+                if (user, password) == (b"relayuser", b"relaypass") and self.tls:
+                    self.user = user.decode()
+                    await self.reply("235 2.7.0 ok")
+                else:
+                    await self.reply("535 5.7.8 no")
+            elif verb == b"MAIL" and self.behaviour == "auth" and self.user is None:
+                await self.reply("530 5.7.0 authentication required")
             elif verb == b"MAIL":
                 sender = line.decode("utf-8").split(":", 1)[1].strip().split()[0]
                 recipients = []
@@ -82,7 +96,8 @@ class Session:
                 with open(os.path.join(self.spool, f"{number}.eml"), "wb") as handle:
                     handle.write(data)
                 with open(os.path.join(self.spool, f"{number}.json"), "w") as handle:
-                    json.dump({"sender": sender, "recipients": recipients, "host": self.host, "tls": self.tls}, handle)
+                    json.dump({"sender": sender, "recipients": recipients, "host": self.host, "tls": self.tls,
+                               "user": self.user}, handle)
                 await self.reply(f"250 2.0.0 accepted as {number}")
             elif verb == b"RSET" or verb == b"NOOP":
                 await self.reply("250 2.0.0 ok")
