@@ -79,13 +79,18 @@ class Signer:
             self._signature = signature
         return self._keys
 
-    def sign(self, message, envelope_sender):
-        """*message* with a DKIM-Signature field first, or unchanged when no key applies."""
+    def key_for(self, message, envelope_sender):
+        """(domain, selector, PEM) of the key that signs *message*, or None."""
         domain = _from_domain(message) or envelope_sender.rpartition("@")[2].lower()
         key = self.keys().get(domain)
+        return None if key is None else (domain, *key)
+
+    def sign(self, message, envelope_sender):
+        """*message* with a DKIM-Signature field first, or unchanged when no key applies."""
+        key = self.key_for(message, envelope_sender)
         if key is None:
             return message
-        selector, private_key = key
+        domain, selector, private_key = key
         signature = dkim.sign(message, selector.encode("ascii"), domain.encode("ascii"), private_key,
                               canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")
         return signature + message

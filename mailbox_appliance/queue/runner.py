@@ -23,7 +23,7 @@ from mailbox_appliance.queue.spool import UnknownEntry
 
 CONTROL_DIRECTORY = "control"
 CONTROL_POLL_SECONDS = 1.0
-# Deliveries in flight at once, over all domains and per domain.
+# Messages being delivered at once, and sessions at once per destination.
 MAX_ACTIVE_DELIVERIES = 50
 MAX_ACTIVE_PER_DOMAIN = 10
 
@@ -94,13 +94,22 @@ class QueueRunner(Service):
         result.addBoth(lambda _: self._active.discard(queue_id))
 
     async def _try(self, queue_id):
+        # The limit is taken before the message is read, so a queue of thousands coming due at
+        # once (a restart, a flush) holds only MAX_ACTIVE_DELIVERIES messages in memory.
+        await self._total.acquire()
+        try:
+            await self._try_now(queue_id)
+        finally:
+            self._total.release()
+
+    async def _try_now(self, queue_id):
         try:
             envelope = self.spool.read_envelope(queue_id)
             message = self.spool.read_message(queue_id)
         except UnknownEntry:
             return
         outgoing = message
-        if self.signer is not None:
+        if self.signer is not None and self.signer.key_for(message, envelope.sender) is not None:
             # RSA signing and canonicalisation take milliseconds: not in the reactor thread.
             outgoing = await threads.deferToThread(self.signer.sign, message, envelope.sender)
         by_domain = {}
@@ -125,15 +134,11 @@ class QueueRunner(Service):
 
     async def _deliver_to_domain(self, queue_id, domain, sender, addresses, message):
         per_domain = self._per_domain.setdefault(domain, defer.DeferredSemaphore(MAX_ACTIVE_PER_DOMAIN))
-        await self._total.acquire()
+        await per_domain.acquire()
         try:
-            await per_domain.acquire()
-            try:
-                return await self.outbound.deliver(queue_id, domain, sender, addresses, message)
-            finally:
-                per_domain.release()
+            return await self.outbound.deliver(queue_id, domain, sender, addresses, message)
         finally:
-            self._total.release()
+            per_domain.release()
 
     def _conclude(self, envelope, message):
         """Record the attempt; then retry later, warn, expire, bounce or finish."""
