@@ -7,8 +7,6 @@ The queue never imports this module; service.py hands the queue a deliver functi
 
 import os
 
-from twisted.logger import Logger
-
 from mailbox_appliance.accounts.addresses import split_address
 from mailbox_appliance.maildir import delivery as maildir_delivery
 from mailbox_appliance.maildir.layout import create_user_maildir, user_maildir
@@ -36,8 +34,6 @@ class MaildirJob:
 
 
 class Delivery:
-    log = Logger()
-
     def __init__(self, data_dir, hostname, spool, committer):
         self.data_dir = data_dir
         self.hostname = hostname
@@ -68,10 +64,9 @@ class Delivery:
         result = self.committer.commit(jobs)
 
         def stored(_):
+            # No log line here: the caller's one line per transaction names the queue id.
             if staged is not None:
                 self.on_queued(staged.envelope)
-            self.log.info("stored {queue_id}: local={local} queued={remote}", queue_id=queue_id,
-                          local=",".join(local) or "-", remote=",".join(remote) or "-")
         return result.addCallback(stored)
 
     def _maildir(self, mailbox):

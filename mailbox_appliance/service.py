@@ -145,8 +145,10 @@ def _queue_runner(settings, accounts, spool, delivery, reactor):
             log.warn("report to <{recipient}> dropped: no such local address", recipient=recipient)
             return None
         queue_id = delivery.new_id()
-        return delivery.deliver(queue_id, "", [(recipient, resolution)], report,
-                                {"client": "localhost", "helo": None, "user": None, "session": "queue"})
+        result = delivery.deliver(queue_id, "", [(recipient, resolution)], report,
+                                  {"client": "localhost", "helo": None, "user": None, "session": "queue"})
+        return result.addCallback(lambda _: log.info("report {queue_id} to <{recipient}> stored",
+                                                     queue_id=queue_id, recipient=recipient))
 
     signer = Signer(settings.server.data_dir)
     for domain in sorted(set(accounts.domains()) - set(signer.keys())):

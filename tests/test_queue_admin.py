@@ -35,7 +35,7 @@ def test_list_retry_flush_bounce_and_delete(office):
     office.appliance.wait_for_log(r"attempt 3 done", timeout=30)
 
     _run(office, "queue", "bounce", queue_id)
-    office.appliance.wait_for_log(r"stored \w+: local=alice@example.test", timeout=30)
+    office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored", timeout=30)
     [bounce] = _bounces(office)
     assert "Returned by the postmaster" in bounce.as_string()
     assert _run(office, "queue", "list").strip() == "the queue is empty"

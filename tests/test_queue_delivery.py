@@ -50,7 +50,7 @@ def test_delivered_to_the_best_mx_with_starttls_byte_for_byte(office, world):
     office.appliance.wait_for_log(r"queue \w+: done, 1 delivered, 0 failed")
     [(envelope, wire)] = world.received()
     assert envelope == {"sender": "<alice@example.test>", "recipients": ["friend@good.test"],
-                        "host": "127.0.0.2", "tls": True}
+                        "host": "127.0.0.2", "tls": True, "user": None}
     # What crossed the wire is the stored message, dot-stuffed (RFC 5321 §4.5.2) and nothing else:
     # no CR CR LF, every leading dot doubled, ended by CRLF "." CRLF.
     assert b"\r\r\n" not in wire
@@ -81,7 +81,7 @@ def test_a_server_without_starttls_still_gets_the_mail(office, world):
 
 def test_permanent_failures_are_bounced_once_with_every_failed_recipient(office, world):
     _submit(office, ["ok@good.test", "perm-one@good.test", "someone@nullmx.test", "someone@missing.test"])
-    office.appliance.wait_for_log(r"stored \w+: local=alice@example.test")
+    office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored")
     [bounce] = _bounces(office)
     assert bounce["From"] == "Mail Delivery System <MAILER-DAEMON@mail.example.test>"
     assert bounce["Auto-Submitted"] == "auto-replied"
@@ -139,7 +139,7 @@ def test_expiry_bounces_what_is_still_pending_and_warns_once_before(tmp_path, wo
         _submit(office, ["temp-a@good.test", "ok@good.test"])
         office.appliance.wait_for_log(r"delayed report to <alice@example.test> for <temp-a@good.test>", timeout=30)
         office.appliance.wait_for_log(r"done, 1 delivered, 1 failed", timeout=30)
-        office.appliance.wait_for_log(r"stored \w+: local=alice@example.test", timeout=30, count=2)
+        office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored", timeout=30, count=2)
         reports = _bounces(office)
         subjects = sorted(report["Subject"] for report in reports)
         assert subjects == ["Delayed Mail (still being retried)", "Undelivered Mail Returned to Sender"]
