@@ -14,7 +14,7 @@ def unstuff(raw):
 
     *raw* is the DATA octets without the end marker; the first line counts as following a CRLF.
     """
-    data = raw.replace(b"\r\n.", b"\r\n")
+    data = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
     return data[1:] if data.startswith(b".") else data
 
 

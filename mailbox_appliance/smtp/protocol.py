@@ -139,7 +139,12 @@ class SMTPServer(Protocol, TimeoutMixin):
         if self._mode == "closed":
             return
         self.resetTimeout()
-        self._buffer += data
+        if self._mode == "data" and not self._buffer:
+            # The common case inside DATA: straight into the message, not through the line buffer.
+            self._data += data
+            self._read_data()
+        else:
+            self._buffer += data
         self._process()
 
     def _process(self):
@@ -451,8 +456,9 @@ class SMTPServer(Protocol, TimeoutMixin):
         A bare LF or CR dot line never ends the message; the octets after the end marker stay in
         the buffer as the next commands.
         """
-        self._data += self._buffer
-        self._buffer.clear()
+        if self._buffer:
+            self._data += self._buffer
+            self._buffer.clear()
         end = self._data.find(b"\r\n.\r\n", self._scan_from)
         if end < 0:
             if len(self._data) - 2 > self.settings.max_message_size:
