@@ -1,6 +1,7 @@
 """makeService(settings): one MultiService holding every listener of the appliance."""
 
 import os
+import signal
 
 from twisted.application import service
 from twisted.cred.portal import Portal
@@ -74,6 +75,28 @@ class ListenerService(service.Service):
             return port.stopListening()
 
 
+class ReloadOnHangup(service.Service):
+    """SIGHUP (``systemctl reload``) re-reads the users, aliases and domains files at once.
+
+    They are also re-read whenever they change; the signal is for an admin who wants to be sure,
+    and without a handler SIGHUP would end the process.
+    """
+
+    log = Logger()
+
+    def __init__(self, accounts, reactor):
+        self.accounts = accounts
+        self.reactor = reactor
+
+    def startService(self):
+        super().startService()
+        signal.signal(signal.SIGHUP, lambda number, frame: self.reactor.callFromThread(self.reload))
+
+    def reload(self):
+        self.accounts.reload()
+        self.log.info("SIGHUP: users, aliases and domains files re-read")
+
+
 def makeService(settings, reactor=None):
     """Build the appliance for *settings*; raises StartupError with a one-line reason."""
     if reactor is None:
@@ -124,6 +147,7 @@ def makeService(settings, reactor=None):
             factory.noisy = False
         ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
     runner.setServiceParent(appliance)
+    ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
     return appliance
 
 

@@ -123,3 +123,12 @@ def test_edits_reach_the_running_appliance(config_path, appliance):
     assert _imap_login(port, "alice@example.test", "second")
     _ok(admin(config_path, "user", "del", "alice@example.test"))
     assert not _imap_login(port, "alice@example.test", "second")
+
+
+def test_sighup_rereads_the_account_files_and_keeps_running(config_path, appliance):
+    import signal
+
+    appliance.process.send_signal(signal.SIGHUP)
+    appliance.wait_for_log("SIGHUP: users, aliases and domains files re-read")
+    _ok(admin(config_path, "user", "add", "carol@example.test", password="pw"))
+    assert _imap_login(appliance.ports["imaps"], "carol@example.test", "pw")

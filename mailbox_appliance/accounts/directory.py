@@ -38,6 +38,12 @@ class Accounts:
         return cls(settings.server.hostname, list(settings.server.domains),
                    accounts.users_file, accounts.aliases_file, accounts.domains_file)
 
+    def reload(self):
+        """Re-read every account file now (SIGHUP: ``systemctl reload``); a broken file keeps its
+        previous version in force, as on any change."""
+        for watched in (self._users, self._aliases, self._domains):
+            watched.reload(strict=False)
+
     def domains(self):
         return self._static_domains | set(self._domains.entries())
 
