@@ -24,7 +24,7 @@ from mailbox_appliance.queue.spool import UnknownEntry
 CONTROL_DIRECTORY = "control"
 CONTROL_POLL_SECONDS = 1.0
 # Messages being delivered at once, and sessions at once per destination.
-MAX_ACTIVE_DELIVERIES = 50
+MAX_ACTIVE_DELIVERIES = 100
 MAX_ACTIVE_PER_DOMAIN = 10
 
 
@@ -130,7 +130,7 @@ class QueueRunner(Service):
             elif outcome.permanent:
                 recipient.state = "failed"
         envelope.attempts += 1
-        self._conclude(envelope, message)
+        await self._conclude(envelope, message)
 
     async def _deliver_to_domain(self, queue_id, domain, sender, addresses, message):
         per_domain = self._per_domain.setdefault(domain, defer.DeferredSemaphore(MAX_ACTIVE_PER_DOMAIN))
@@ -140,8 +140,11 @@ class QueueRunner(Service):
         finally:
             per_domain.release()
 
-    def _conclude(self, envelope, message):
-        """Record the attempt; then retry later, warn, expire, bounce or finish."""
+    async def _conclude(self, envelope, message):
+        """Record the attempt; then retry later, warn, expire, bounce or finish.
+
+        The spool's rewrites and removals fsync, so they run in a thread: the reactor goes on
+        serving every other session meanwhile."""
         now = self.clock.seconds()
         pending = envelope.pending()
         if pending and self.schedule.expired(envelope.arrival, now):
@@ -158,7 +161,7 @@ class QueueRunner(Service):
             # Scheduled before the rewrite: should the disk refuse it, the message is still retried.
             self._schedule(envelope.id, envelope.next_attempt)
             try:
-                self.spool.update(envelope)
+                await threads.deferToThread(self.spool.update, envelope)
             except UnknownEntry:
                 self._finish_by_admin("delete", envelope.id)
                 return
@@ -169,7 +172,7 @@ class QueueRunner(Service):
         failed = [recipient for recipient in envelope.recipients if recipient.state == "failed"]
         if failed:
             self._report(envelope, message, failed, "failed")
-        self.spool.remove(envelope.id)
+        await threads.deferToThread(self.spool.remove, envelope.id)
         self.log.info("queue {queue_id}: done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
                       delivered=len(envelope.recipients) - len(failed), failed=len(failed))
 
@@ -230,6 +233,8 @@ class QueueRunner(Service):
             for recipient in envelope.pending():
                 recipient.state = "failed"
                 recipient.last_reply = f"550 5.3.0 Returned by the postmaster; last reply: {recipient.last_reply}"
-            self._conclude(envelope, message)
+            result = defer.ensureDeferred(self._conclude(envelope, message))
+            result.addErrback(lambda failure: self.log.failure("queue {queue_id}: bounce failed", failure,
+                                                               queue_id=queue_id))
         else:
             self.spool.remove(queue_id)
