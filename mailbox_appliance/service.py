@@ -129,8 +129,8 @@ def makeService(settings, reactor=None):
         "smtp": ("smtp", lambda: smtp("inbound")),
         "submission": ("smtp", lambda: smtp("submission")),
         "submissions": ("smtp", lambda: smtp("submissions")),
-        "imap": ("imap", lambda: IMAPFactory(portal, tls_context)),
-        "imaps": ("imap", lambda: IMAPFactory(portal, None)),
+        "imap": ("imap", lambda: IMAPFactory(settings, portal, throttle, tls_context, reactor)),
+        "imaps": ("imap", lambda: IMAPFactory(settings, portal, throttle, tls_context, reactor, implicit_tls=True)),
         "pop3": ("pop3", lambda: POP3Factory(portal)),
         "pop3s": ("pop3", lambda: POP3Factory(portal)),
     }

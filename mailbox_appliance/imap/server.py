@@ -1,16 +1,324 @@
-"""The IMAP4 server factory for the imap (STARTTLS) and imaps (implicit TLS) listeners."""
+"""The IMAP4rev1 server for the imap (143, STARTTLS) and imaps (993, implicit TLS) listeners.
 
+Built on twisted.mail.imap4.IMAP4Server, which serves for line and literal reading, argument
+parsing (astring, flag lists, FETCH attributes) and the state-prefixed command tables.  Replaced
+here, because Twisted's versions are wrong for our users (the IMAP issue's defect list):
+
+* command sequencing: one command at a time, later pipelined ones wait in the line buffer
+  (twisted#9282), and untagged updates go out only where RFC 3501 §7.4.1 allows;
+* STARTTLS drops whatever was pipelined behind it in plaintext;
+* LOGIN and AUTHENTICATE PLAIN only over TLS, failures throttled per client address;
+* literals: an APPEND literal over the message size limit is refused before it is read;
+* every folder and message command (folder_commands.py, message_commands.py).
+"""
+
+import binascii
+import secrets
+from base64 import b64decode
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
-from twisted.mail import imap4
+from twisted.logger import Logger
+from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
+
+from mailbox_appliance.accounts.addresses import split_address
+from mailbox_appliance.maildir.layout import create_user_maildir, user_maildir
+from mailbox_appliance.maildir.mailbox import shared_registry
+from mailbox_appliance.realm import IMailUser
+
+from .account import MaildirAccount
+from .folder_commands import FolderCommands
+from .message_commands import MessageCommands
+
+__all__ = ["IMAPFactory", "IMAPServer"]
+
+IDLE_TIMEOUT_SECONDS = 30 * 60     # RFC 3501 §5.4: at least 30 minutes once logged in
+PREAUTH_TIMEOUT_SECONDS = 60
+
+
+class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
+    log = Logger()
+    IDENT = b"mailbox-appliance IMAP4rev1 ready"
+    timeOut = PREAUTH_TIMEOUT_SECONDS
+    POSTAUTH_TIMEOUT = IDLE_TIMEOUT_SECONDS
+
+    def __init__(self, factory):
+        super().__init__(contextFactory=factory.tls_context)
+        self.factory = factory
+        self.secure = factory.implicit_tls
+        self.session_id = secrets.token_hex(4)
+        self.client_address = None
+        self.selection = None
+        self._tag = None
+        self._command = None          # (name, uid) of the command being answered
+        self._idling = False
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.client_address = getattr(peer, "host", str(peer))
+        super().connectionMade()
+
+    def connectionLost(self, reason):
+        self.deselect()
+        super().connectionLost(reason)
+
+    def timeoutConnection(self):
+        self.sendLine(b"* BYE Autologout; idle for too long")
+        self.deselect()
+        self.transport.loseConnection()
+
+    def listCapabilities(self):
+        caps = [b"IMAP4rev1"]                                   # RFC 3501
+        if self.secure:
+            caps.append(b"AUTH=PLAIN")                          # RFC 3501 §6.2.2, RFC 4616
+        else:
+            caps += [b"STARTTLS", b"LOGINDISABLED"]             # RFC 3501 §6.2.1, §6.2.3
+        caps += [
+            b"IDLE",                                            # RFC 2177
+            b"UIDPLUS",                                         # RFC 4315
+            b"NAMESPACE",                                       # RFC 2342
+            b"UNSELECT",                                        # RFC 3691
+            b"CHILDREN",                                        # RFC 3348
+            b"SPECIAL-USE",                                     # RFC 6154
+            b"MOVE",                                            # RFC 6851
+            b"ENABLE",                                          # RFC 5161
+        ]
+        return caps
+
+    # -- one command at a time ----------------------------------------------------------------
+
+    def lineReceived(self, line):
+        """Run one line; while its command is unanswered, stop reading so pipelined commands
+        wait in the buffer (twisted#9282: Twisted ran them in the wrong state)."""
+        self.resetTimeout()
+        try:
+            getattr(self, "parse_" + self.parseState)(line)
+        except Exception:
+            self.log.failure("imap session {session}: error in command", session=self.session_id)
+            self.parseState = "command"
+            if self._command is not None:
+                self.sendNegativeResponse(self._tag, b"[SERVERBUG] Internal error; see the server log")
+        if self._command is not None and self.parseState == "command" and not self.paused:
+            self.pauseProducing()
+
+    def parse_command(self, line):
+        words = line.split(None, 2)
+        if not words:
+            self.sendBadResponse(None, b"Empty command line")
+            return
+        self._tag = words[0]
+        self._command = (words[1].upper() if len(words) > 1 else b"", False)
+        super().parse_command(line)
+
+    def dispatchCommand(self, tag, cmd, rest, uid=None):
+        self._command = (cmd.upper(), bool(uid))
+        super().dispatchCommand(tag, cmd, rest, uid)
+
+    def _respond(self, state, tag, message):
+        if not (tag and state in (b"OK", b"NO", b"BAD")):
+            return super()._respond(state, tag, message)
+        if self.selection is not None:
+            name, by_uid = self._command or (b"", False)
+            # RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may).
+            allow_expunge = by_uid or name not in (b"FETCH", b"STORE", b"SEARCH")
+            for update in self.selection.pending(allow_expunge):
+                self.sendLine(update)
+        super()._respond(state, tag, message)
+        self._command = None
+        if self.paused:
+            self.resumeProducing()
+
+    def send_untagged(self, data):
+        """An untagged response whose *data* may hold literals (so it is not one sendLine)."""
+        self.transport.write(b"* " + data + b"\r\n")
+
+    def refuse(self, tag, reason, code=None):
+        """NO with an RFC 5530 response code when there is one."""
+        prefix = b"[%s] " % code.encode() if code else b""
+        self.sendNegativeResponse(tag, prefix + reason.encode("utf-8", "replace"))
+
+    # -- STARTTLS, LOGIN, AUTHENTICATE --------------------------------------------------------
+
+    def do_STARTTLS(self, tag):
+        if self.secure:
+            self.sendBadResponse(tag, b"TLS is already active")
+            return
+        if self.ctx is None:
+            self.sendNegativeResponse(tag, b"STARTTLS is not offered here")
+            return
+        self.sendPositiveResponse(tag, b"Begin TLS negotiation now")
+        discarded = self.clearLineBuffer()
+        if discarded:
+            # Commands sent in cleartext behind STARTTLS must never run as if sent over TLS.
+            self.log.warn("imap session {session} from {client}: {count} octets pipelined after "
+                          "STARTTLS discarded", session=self.session_id, client=self.client_address,
+                          count=len(discarded))
+        self.transport.startTLS(self.ctx)
+        self.secure = True
+
+    unauth_STARTTLS = (do_STARTTLS,)
+
+    def do_LOGIN(self, tag, user, password):
+        if not self.secure:
+            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
+            return
+        self._login(tag, UsernamePassword(user, password))
+
+    unauth_LOGIN = (do_LOGIN, IMAP4Server.arg_astring, IMAP4Server.arg_finalastring)
+
+    def do_AUTHENTICATE(self, tag, mechanism):
+        if mechanism.upper() != b"PLAIN":
+            self.sendNegativeResponse(tag, b"[CANNOT] Only AUTHENTICATE PLAIN is offered")
+        elif not self.secure:
+            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] AUTHENTICATE is disabled until STARTTLS")
+        else:
+            # RFC 3501 §6.2.2: an empty challenge, then one base64 line (or "*" to cancel).
+            self.parseState = "pending"
+            self._pendingLiteral = defer.Deferred()
+            self._pendingLiteral.addCallback(self._plain_response, tag)
+            self.sendLine(b"+ ")
+
+    unauth_AUTHENTICATE = (do_AUTHENTICATE, IMAP4Server.arg_atom)
+
+    def _plain_response(self, line, tag):
+        if line.strip() == b"*":
+            self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
+            return
+        try:
+            parts = b64decode(line.strip(), validate=True).split(b"\0")
+        except (binascii.Error, ValueError):
+            parts = []
+        if len(parts) != 3:
+            self.sendBadResponse(tag, b"AUTHENTICATE PLAIN wants base64 of authzid NUL user NUL password")
+            return
+        authzid, user, password = parts
+        # Acting as another user is not offered: such a login fails like a wrong password.
+        self._login(tag, UsernamePassword(user if authzid in (b"", user) else b"", password))
+
+    def _login(self, tag, credentials):
+        throttle = self.factory.throttle
+        if throttle.is_locked_out(self.client_address):
+            self.sendNegativeResponse(tag, b"[UNAVAILABLE] Too many failed logins; try again later")
+            return
+        result = self.portal.login(credentials, None, IMailUser)
+        result.addCallbacks(self._logged_in, self._login_failed, (tag,), None, (tag,), None)
+        result.addErrback(self._login_broken, tag)
+
+    def _logged_in(self, login, tag):
+        _interface, user, logout = login
+        self.factory.throttle.succeeded(self.client_address)
+        local_part, domain = split_address(user.address)
+        maildir = user_maildir(self.factory.data_dir, domain, local_part)
+        create_user_maildir(maildir)          # a user added by hand has none yet
+        self.account = MaildirAccount(user.address, maildir, self.factory.folders)
+        self._onLogout = logout
+        self.state = "auth"
+        self.setTimeout(self.POSTAUTH_TIMEOUT)
+        self.log.info("imap session {session} from {client}: logged in as {user}",
+                      session=self.session_id, client=self.client_address, user=user.address)
+        self.sendPositiveResponse(tag, b"[CAPABILITY " + b" ".join(self.listCapabilities()) + b"] Logged in")
+
+    def _login_failed(self, failure, tag):
+        failure.trap(UnauthorizedLogin)
+        delay = self.factory.throttle.failed(self.client_address)
+        self.log.info("imap session {session} from {client}: login failed",
+                      session=self.session_id, client=self.client_address)
+        self.factory.clock.callLater(delay, self._answer_if_connected, tag,
+                                     b"[AUTHENTICATIONFAILED] Wrong user name or password")
+
+    def _login_broken(self, failure, tag):
+        self.log.failure("imap session {session}: login error", failure, session=self.session_id)
+        self._answer_if_connected(tag, b"[UNAVAILABLE] Login is not possible right now")
+
+    def _answer_if_connected(self, tag, message):
+        if self.transport is not None and not self.transport.disconnecting:
+            self.sendNegativeResponse(tag, message)
+
+    # -- literals -----------------------------------------------------------------------------
+
+    def _fileLiteral(self, size):
+        """An APPEND literal: refused with NO before any of it is read if over the size limit."""
+        if size > self.factory.max_message_size:
+            self.sendNegativeResponse(self._tag, b"[TOOBIG] Message larger than %d octets"
+                                      % self.factory.max_message_size)
+            return defer.Deferred()    # never fires: the command ends with this NO
+        return super()._fileLiteral(size)
+
+    def arg_fetchatt(self, line):
+        try:
+            return super().arg_fetchatt(line)
+        except Exception as error:
+            raise IllegalClientResponse("Bad FETCH attributes: %s" % error) from None
+
+    # -- commands of any state ----------------------------------------------------------------
+
+    def do_NAMESPACE(self, tag):
+        # RFC 2342: one personal namespace, no prefix, "." separator (account.py says why).
+        self.sendUntaggedResponse(b'NAMESPACE (("" ".")) NIL NIL')
+        self.sendPositiveResponse(tag, b"NAMESPACE completed")
+
+    auth_NAMESPACE = select_NAMESPACE = (do_NAMESPACE,)
+
+    def do_ENABLE(self, tag, _extensions):
+        # RFC 5161 §3.1: extensions the server does not know are ignored; we enable none.
+        self.sendUntaggedResponse(b"ENABLED")
+        self.sendPositiveResponse(tag, b"ENABLE completed")
+
+    auth_ENABLE = select_ENABLE = (do_ENABLE, IMAP4Server.arg_line)
+
+    def do_NOOP(self, tag):
+        if self.selection is not None:
+            self.selection.folder.refresh()
+        self.sendPositiveResponse(tag, b"NOOP completed")
+
+    unauth_NOOP = auth_NOOP = select_NOOP = (do_NOOP,)
+    select_CHECK = (do_NOOP,)
+
+    def do_IDLE(self, tag):
+        """RFC 2177: report changes as they happen until the client sends DONE."""
+        self._idle_tag = tag
+        self.parseState = "idle"
+        self.sendLine(b"+ idling")
+        self._idling = True
+        if self.selection is not None:
+            self.selection.folder.refresh()
+            self.push_updates()
+
+    auth_IDLE = select_IDLE = (do_IDLE,)
+
+    def parse_idle(self, line):
+        self._idling = False
+        self.parseState = "command"
+        if line.strip().upper() == b"DONE":
+            self.sendPositiveResponse(self._idle_tag, b"IDLE terminated")
+        else:
+            self.sendBadResponse(self._idle_tag, b"Expected DONE to end IDLE")
+
+    def push_updates(self):
+        """Called by the selection when its folder changed: while idling, tell the client now."""
+        if self._idling and self.selection is not None:
+            for update in self.selection.pending(allow_expunge=True):
+                self.sendLine(update)
 
 
 class IMAPFactory(ServerFactory):
-    def __init__(self, portal, tls_context):
+    """Builds IMAPServer sessions sharing one folder registry for the data directory."""
+
+    def __init__(self, settings, portal, throttle, tls_context, clock, implicit_tls=False):
         self.portal = portal
-        self.tls_context = tls_context
+        self.throttle = throttle
+        self.tls_context = None if implicit_tls else tls_context
+        self.implicit_tls = implicit_tls
+        self.clock = clock
+        self.data_dir = settings.server.data_dir
+        self.max_message_size = settings.limits.max_message_size
+        self.folders = shared_registry(self.data_dir, clock)
 
     def buildProtocol(self, addr):
-        protocol = imap4.IMAP4Server(contextFactory=self.tls_context)
+        protocol = IMAPServer(self)
         protocol.portal = self.portal
-        protocol.factory = self
         return protocol

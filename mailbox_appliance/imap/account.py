@@ -1,0 +1,237 @@
+"""One user's folders as IMAP sees them: LIST, CREATE, DELETE, RENAME, SUBSCRIBE, and opening.
+
+The hierarchy separator is "." because the folders are Maildir++ directories named
+``.Parent.Child``: with "." the IMAP name and the directory name are the same text, exactly as
+Dovecot's Maildir++ default presents them, so a user moving from Dovecot sees the same names and
+the same subscriptions.  (The cost: "." cannot appear inside one level of a name.)  Names are
+stored as the client sends them, in modified UTF-7 (RFC 3501 §5.1.3), as Dovecot stores them.
+
+Every name from a client goes through maildir.layout.folder_path, which refuses anything that
+would leave the user's own Maildir; the refusal's reason is what the client reads.
+"""
+
+import os
+import re
+import secrets
+import shutil
+
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
+
+from mailbox_appliance.atomic import sync_dir
+from mailbox_appliance.maildir.layout import (
+    SPECIAL_FOLDERS, UnsafeFolderName, folder_path, make_maildir, read_subscriptions,
+    write_subscriptions,
+)
+
+SEPARATOR = "."
+_MUTF7 = re.compile(r"(?:[\x20-\x25\x27-\x7e]|&-|&[A-Za-z0-9+,]+-)*")
+INBOX = "INBOX"
+
+
+class FolderError(Exception):
+    """A folder command that cannot be done; ``code`` is an RFC 5530 response code or None."""
+
+    def __init__(self, reason, code=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class IMailAccount(Interface):
+    """The folders of one user, by IMAP name."""
+
+    address = Attribute("The user's address (str).")
+
+    def list(reference, pattern, subscribed_only=False):
+        """[(name, attributes)] matching the LIST pattern, INBOX first."""
+
+    def create(name):
+        """Create the folder *name*; raises FolderError."""
+
+    def delete(name):
+        """Delete the folder *name* and its messages; its sub-folders stay; raises FolderError."""
+
+    def rename(old, new):
+        """Rename *old* and every folder below it; raises FolderError."""
+
+    def subscribe(name):
+        """Add *name* to the subscriptions."""
+
+    def unsubscribe(name):
+        """Remove *name* from the subscriptions."""
+
+    def open(name):
+        """The shared maildir.mailbox.Folder for *name*; raises FolderError."""
+
+
+def canonical(name):
+    """INBOX in any case is INBOX (RFC 3501 §5.1); other names are case-sensitive."""
+    return INBOX if name.upper() == INBOX else name
+
+
+def check_name(name):
+    """Refuse names that are not 7-bit modified UTF-7 (RFC 3501 §5.1.3) or that Maildir++ cannot
+    hold; returns the canonical name."""
+    if not name.isascii():
+        raise FolderError("Folder names must be 7-bit: send modified UTF-7 (RFC 3501 section 5.1.3)",
+                          "CANNOT")
+    try:
+        # Twisted's codec is lenient ("a&" decodes), so also demand the RFC 3501 §5.1.3 shape and
+        # the one canonical spelling.
+        valid = (_MUTF7.fullmatch(name) is not None
+                 and name.encode("ascii").decode("imap4-utf-7").encode("imap4-utf-7") == name.encode("ascii"))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise FolderError("Folder name is not valid modified UTF-7", "CANNOT")
+    name = canonical(name)
+    if name.split(SEPARATOR, 1)[0].upper() == INBOX and name != INBOX:
+        raise FolderError("INBOX has no sub-folders here; create the folder at the top level", "CANNOT")
+    return name
+
+
+def pattern_regex(pattern):
+    """RFC 3501 §6.3.8 wildcards: * matches anything, % anything but the separator."""
+    parts = (".*" if c == "*" else "[^.]*" if c == "%" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+@implementer(IMailAccount)
+class MaildirAccount:
+    log = Logger()
+
+    def __init__(self, address, maildir, registry):
+        self.address = address
+        self.maildir = maildir
+        self.registry = registry
+
+    def _path(self, name):
+        try:
+            return folder_path(self.maildir, check_name(name))
+        except UnsafeFolderName as error:
+            raise FolderError(error.reason[:1].upper() + error.reason[1:], "CANNOT") from None
+
+    def _existing(self, name):
+        path = self._path(name)
+        if not os.path.isdir(os.path.join(path, "cur")):
+            raise FolderError(f"No folder named {name}", "NONEXISTENT")
+        return path
+
+    def folders(self):
+        """Every folder's IMAP name: INBOX and each well-formed ``.Name`` directory."""
+        found = [INBOX]
+        with os.scandir(self.maildir) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.is_dir():
+                    name = entry.name[1:]
+                    try:
+                        folder_path(self.maildir, name)
+                    except UnsafeFolderName:
+                        continue          # "..", or a half-deleted leftover: not a folder
+                    found.append(name)
+        return found
+
+    def list(self, reference, pattern, subscribed_only=False):
+        if not pattern:
+            return []
+        real = set(self.folders())
+        known = set(real)
+        for name in real:                 # parents of A.B.C that are no folder themselves
+            levels = name.split(SEPARATOR)
+            known.update(SEPARATOR.join(levels[:i]) for i in range(1, len(levels)))
+        if subscribed_only:
+            subscribed = self.subscriptions()
+            known = {name for name in known if name in subscribed}
+        matcher = pattern_regex(reference + pattern)
+        inbox_matcher = re.compile(matcher.pattern, re.DOTALL | re.IGNORECASE)   # RFC 3501 §5.1
+        result = []
+        for name in sorted(known, key=lambda n: (n != INBOX, n)):
+            if not matcher.match(name) and not (name == INBOX and inbox_matcher.match(name)):
+                continue
+            attributes = []
+            if name not in real:
+                attributes.append("\\Noselect")
+            children = any(other.startswith(name + SEPARATOR) for other in known)
+            if name == INBOX:
+                attributes.append("\\HasNoChildren")
+            else:
+                # RFC 3348 CHILDREN; RFC 6154 §2 special-use attributes.
+                attributes.append("\\HasChildren" if children else "\\HasNoChildren")
+                if name in SPECIAL_FOLDERS:
+                    attributes.append(SPECIAL_FOLDERS[name])
+            result.append((name, attributes))
+        return result
+
+    def create(self, name):
+        # RFC 3501 §6.3.3: a trailing separator only says the client means to add children.
+        name = name[:-1] if name.endswith(SEPARATOR) else name
+        path = self._path(name)
+        if name == INBOX or os.path.isdir(path):
+            raise FolderError(f"Folder {name} already exists", "ALREADYEXISTS")
+        make_maildir(path, folder=True)
+        self.log.info("{user}: created folder {name}", user=self.address, name=name)
+
+    def delete(self, name):
+        if canonical(name) == INBOX:
+            raise FolderError("INBOX cannot be deleted", "CANNOT")
+        path = self._existing(name)
+        # Move it out of sight in one rename (into the root's tmp/, same file system), then
+        # remove: a crash in between leaves only a directory in tmp/, never half a folder.
+        graveyard = os.path.join(self.maildir, "tmp", "deleted." + secrets.token_hex(8))
+        os.rename(path, graveyard)
+        sync_dir(self.maildir)
+        self.registry.forget(path)
+        shutil.rmtree(graveyard, ignore_errors=True)
+        self.log.info("{user}: deleted folder {name}", user=self.address, name=name)
+
+    def rename(self, old, new):
+        if INBOX in (canonical(old), canonical(new)):
+            raise FolderError("Renaming INBOX, or to INBOX, is not supported", "CANNOT")
+        source = self._existing(old)
+        target = self._path(new)
+        if os.path.exists(target):
+            raise FolderError(f"Folder {new} already exists", "ALREADYEXISTS")
+        if new.startswith(old + SEPARATOR):
+            raise FolderError("A folder cannot be moved below itself", "CANNOT")
+        # RFC 3501 §6.3.5: inferior hierarchical names are renamed too.
+        moves = [(source, target)]
+        for name in self.folders():
+            if name.startswith(old + SEPARATOR):
+                moves.append((self._path(name), self._path(new + name[len(old):])))
+        for _from, to in moves:
+            if os.path.exists(to):
+                raise FolderError(f"Folder {os.path.basename(to)[1:]} already exists", "ALREADYEXISTS")
+        for from_path, to_path in moves:
+            os.rename(from_path, to_path)
+            self.registry.forget(from_path)
+        sync_dir(self.maildir)
+        subscribed = self.subscriptions()
+        if any(s == old or s.startswith(old + SEPARATOR) for s in subscribed):
+            self._write_subscriptions(
+                new + s[len(old):] if s == old or s.startswith(old + SEPARATOR) else s for s in subscribed)
+        self.log.info("{user}: renamed folder {source} to {target}", user=self.address, source=old, target=new)
+
+    def subscriptions(self):
+        return [SEPARATOR.join(levels) for levels in read_subscriptions(self.maildir)]
+
+    def _write_subscriptions(self, names):
+        write_subscriptions(self.maildir, [tuple(name.split(SEPARATOR)) for name in dict.fromkeys(names)])
+
+    def subscribe(self, name):
+        # RFC 3501 §6.3.6 lets a server refuse names that do not exist; we do.
+        name = canonical(name)
+        self._existing(name)
+        subscribed = self.subscriptions()
+        if name not in subscribed:
+            self._write_subscriptions([*subscribed, name])
+
+    def unsubscribe(self, name):
+        name = canonical(name)
+        subscribed = self.subscriptions()
+        if name not in subscribed:
+            raise FolderError(f"Not subscribed to {name}", "NONEXISTENT")
+        self._write_subscriptions(s for s in subscribed if s != name)
+
+    def open(self, name):
+        return self.registry.open(self._existing(name))

@@ -1,0 +1,213 @@
+"""Folder commands (RFC 3501 §6.3): SELECT, EXAMINE, LIST, LSUB, CREATE, DELETE, RENAME,
+SUBSCRIBE, UNSUBSCRIBE, STATUS, APPEND; and leaving a folder: CLOSE, UNSELECT (RFC 3691).
+
+A mix-in for imap.server.IMAPServer, replacing Twisted's versions: theirs decode names to Unicode
+(we store modified UTF-7 as sent), omit UIDNEXT, PERMANENTFLAGS and UNSEEN from SELECT, and answer
+problems without a reason or response code.
+"""
+
+from datetime import datetime
+
+from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
+
+from mailbox_appliance.maildir.flags import SYSTEM_FLAGS, TooManyKeywords
+from mailbox_appliance.maildir.keywords import MAX_KEYWORDS
+from mailbox_appliance.maildir.names import FLAG_SEEN
+
+from .account import FolderError, canonical
+from .response import flag_list, string
+from .selection import Selection
+
+__all__ = ["FolderCommands"]
+
+_astring = IMAP4Server.arg_astring
+_final = IMAP4Server.arg_finalastring
+
+
+def folder_name(raw):
+    """A mailbox argument as text (non-ASCII octets kept, for account.check_name to refuse)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _append_date(raw):
+    """RFC 3501 §9 date-time of APPEND, e.g. ``17-Jul-1996 02:44:25 -0700``, as POSIX time."""
+    try:
+        return datetime.strptime(raw.decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+    except (UnicodeDecodeError, ValueError):
+        raise IllegalClientResponse("Bad date-time %r" % raw) from None
+
+
+class FolderCommands:
+
+    def open_folder(self, tag, raw_name, missing="NONEXISTENT"):
+        """The Folder named by a command's argument, or None once NO is answered.
+
+        *missing* is the response code for a folder that does not exist: TRYCREATE where RFC
+        3501 asks for it (APPEND §6.3.11, COPY §6.4.7).
+        """
+        try:
+            return self.account.open(folder_name(raw_name))
+        except FolderError as error:
+            self.refuse(tag, error.reason, missing if error.code == "NONEXISTENT" else error.code)
+            return None
+
+    # -- SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2) -----------------------------------------
+
+    def deselect(self):
+        if self.selection is not None:
+            self.selection.close()
+            self.selection = None
+        if self.state == "select":
+            self.state = "auth"
+
+    def _select(self, tag, raw_name, readonly):
+        self.deselect()               # RFC 3501 §6.3.1: even a failed SELECT leaves the old one
+        folder = self.open_folder(tag, raw_name)
+        if folder is None:
+            return
+        folder.refresh()
+        selection = Selection(folder, readonly, self.push_updates)
+        keywords = [keyword for _letter, keyword in folder.keywords.items()]
+        flags = list(SYSTEM_FLAGS) + keywords
+        self.sendUntaggedResponse(b"FLAGS " + flag_list(flags))
+        self.sendUntaggedResponse(b"%d EXISTS" % len(selection.uids))
+        self.sendUntaggedResponse(b"%d RECENT" % len(selection.recent))
+        first_unseen = next((number for number, uid in enumerate(selection.uids, 1)
+                             if FLAG_SEEN not in folder.messages[uid].letters), None)
+        if first_unseen is not None:
+            self.sendPositiveResponse(None, b"[UNSEEN %d] First unseen" % first_unseen)
+        self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % folder.uidvalidity)
+        self.sendPositiveResponse(None, b"[UIDNEXT %d] Predicted next UID" % folder.next_uid)
+        # New keywords can be made while letters are left (Dovecot's 26 per Maildir folder).
+        permanent = [] if readonly else flags + (["\\*"] if len(keywords) < MAX_KEYWORDS else [])
+        self.sendPositiveResponse(None, b"[PERMANENTFLAGS " + flag_list(permanent) + b"] Limited")
+        self.selection = selection
+        self.state = "select"
+        self.sendPositiveResponse(tag, b"[READ-ONLY] EXAMINE completed" if readonly
+                                  else b"[READ-WRITE] SELECT completed")
+
+    def do_SELECT(self, tag, name):
+        self._select(tag, name, readonly=False)
+
+    def do_EXAMINE(self, tag, name):
+        self._select(tag, name, readonly=True)
+
+    auth_SELECT = select_SELECT = (do_SELECT, _final)
+    auth_EXAMINE = select_EXAMINE = (do_EXAMINE, _final)
+
+    def do_CLOSE(self, tag):
+        # RFC 3501 §6.4.2: expunge silently, unless the folder is read-only.
+        if not self.selection.readonly:
+            self.selection.folder.expunge(origin=self.selection)
+        self.deselect()
+        self.sendPositiveResponse(tag, b"CLOSE completed")
+
+    def do_UNSELECT(self, tag):
+        self.deselect()
+        self.sendPositiveResponse(tag, b"UNSELECT completed")
+
+    select_CLOSE = (do_CLOSE,)
+    select_UNSELECT = (do_UNSELECT,)
+
+    # -- LIST and LSUB (RFC 3501 §6.3.8, §6.3.9) ----------------------------------------------
+
+    def _list(self, tag, reference, pattern, command):
+        reference, pattern = folder_name(reference), folder_name(pattern)
+        if command == b"LIST" and not pattern:
+            # RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
+            self.sendUntaggedResponse(b'LIST (\\Noselect) "." ""')
+        for name, attributes in self.account.list(reference, pattern, subscribed_only=command == b"LSUB"):
+            self.send_untagged(command + b" " + flag_list(attributes) + b' "." ' + string(name))
+        self.sendPositiveResponse(tag, command + b" completed")
+
+    def do_LIST(self, tag, reference, pattern):
+        self._list(tag, reference, pattern, b"LIST")
+
+    def do_LSUB(self, tag, reference, pattern):
+        self._list(tag, reference, pattern, b"LSUB")
+
+    auth_LIST = select_LIST = (do_LIST, _astring, _final)
+    auth_LSUB = select_LSUB = (do_LSUB, _astring, _final)
+
+    # -- CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE ---------------------------------------
+
+    def _folder_change(self, tag, done, change, *names):
+        try:
+            change(*(folder_name(name) for name in names))
+        except FolderError as error:
+            self.refuse(tag, error.reason, error.code)
+        else:
+            self.sendPositiveResponse(tag, done)
+
+    def do_CREATE(self, tag, name):
+        self._folder_change(tag, b"CREATE completed", self.account.create, name)
+
+    def do_DELETE(self, tag, name):
+        if self.selection is not None and self.selection.folder is self._open_quietly(name):
+            self.deselect()
+        self._folder_change(tag, b"DELETE completed", self.account.delete, name)
+
+    def do_RENAME(self, tag, old, new):
+        self._folder_change(tag, b"RENAME completed", self.account.rename, old, new)
+
+    def do_SUBSCRIBE(self, tag, name):
+        self._folder_change(tag, b"SUBSCRIBE completed", self.account.subscribe, name)
+
+    def do_UNSUBSCRIBE(self, tag, name):
+        self._folder_change(tag, b"UNSUBSCRIBE completed", self.account.unsubscribe, name)
+
+    def _open_quietly(self, name):
+        try:
+            return self.account.open(folder_name(name))
+        except FolderError:
+            return None
+
+    auth_CREATE = select_CREATE = (do_CREATE, _final)
+    auth_DELETE = select_DELETE = (do_DELETE, _final)
+    auth_RENAME = select_RENAME = (do_RENAME, _astring, _final)
+    auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, _final)
+    auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, _final)
+
+    # -- STATUS (RFC 3501 §6.3.10) ------------------------------------------------------------
+
+    def do_STATUS(self, tag, raw_name, items):
+        folder = self.open_folder(tag, raw_name)
+        if folder is None:
+            return
+        folder.refresh()
+        values = {
+            b"MESSAGES": lambda: len(folder.messages),
+            b"RECENT": lambda: folder.recent_count,
+            b"UIDNEXT": lambda: folder.next_uid,
+            b"UIDVALIDITY": lambda: folder.uidvalidity,
+            b"UNSEEN": lambda: sum(FLAG_SEEN not in m.letters for m in folder.messages.values()),
+        }
+        answer = []
+        for item in items:
+            item = bytes(item).upper()
+            if item not in values:
+                raise IllegalClientResponse("Unknown STATUS item %r" % item)
+            answer.append(b"%s %d" % (item, values[item]()))
+        self.send_untagged(b"STATUS " + string(canonical(folder_name(raw_name)))
+                           + b" (" + b" ".join(answer) + b")")
+        self.sendPositiveResponse(tag, b"STATUS completed")
+
+    auth_STATUS = select_STATUS = (do_STATUS, _astring, IMAP4Server.arg_plist)
+
+    # -- APPEND (RFC 3501 §6.3.11, APPENDUID RFC 4315 §3) -------------------------------------
+
+    def do_APPEND(self, tag, raw_name, flags, date, literal):
+        internal_date = None if date is None else _append_date(date)
+        folder = self.open_folder(tag, raw_name, missing="TRYCREATE")
+        if folder is None:
+            return
+        try:
+            letters = folder.flag_letters([bytes(f).decode("ascii", "replace") for f in flags or ()])
+        except TooManyKeywords:
+            self.refuse(tag, "No more keywords fit in this folder", "LIMIT")
+            return
+        uid = folder.append(literal.read(), letters, internal_date)
+        self.sendPositiveResponse(tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid))
+
+    auth_APPEND = select_APPEND = (do_APPEND, _astring, IMAP4Server.opt_plist, IMAP4Server.opt_datetime,
+                                   IMAP4Server.arg_literal)

@@ -1,0 +1,318 @@
+"""Message commands of the selected state (RFC 3501 §6.4): FETCH, STORE, SEARCH, COPY, EXPUNGE,
+their UID forms, UID EXPUNGE (RFC 4315) and MOVE (RFC 6851).
+
+A mix-in for imap.server.IMAPServer replacing Twisted's versions, which read every message object
+to answer FETCH FLAGS, returned whole bodies labelled as partial, never set \\Seen for BODY[], and
+searched by fetching everything.  Here FLAGS, UID and RFC822.SIZE come from file names; a message
+is read only when the client asks for its contents.
+"""
+
+import re
+
+from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
+
+from mailbox_appliance.maildir.flags import TooManyKeywords
+from mailbox_appliance.maildir.names import FLAG_SEEN
+
+from . import search
+from .response import encode, flag_list, internal_date, string
+from .selection import BadSequence, parse_sequence_set
+from .structure import Part, SectionError, to_crlf
+
+__all__ = ["MessageCommands", "uid_set"]
+
+_LITERAL_AT_END = re.compile(rb"\{(\d+)\}$")
+# Longest literal accepted inside a SEARCH (a search string, not a message).
+MAX_SEARCH_LITERAL_OCTETS = 4096
+_CHARSETS = {None: "us-ascii", b"US-ASCII": "us-ascii", b"UTF-8": "utf-8"}
+
+
+def uid_set(uids):
+    """A compact RFC 3501 sequence set for ascending *uids* (``1:3,7``), for COPYUID."""
+    runs = []
+    for uid in uids:
+        if runs and uid == runs[-1][1] + 1:
+            runs[-1][1] = uid
+        else:
+            runs.append([uid, uid])
+    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs)
+
+
+def _section_label(part):
+    """The BODY[...] label of a FETCH response item, as RFC 3501 §7.4.2 spells it."""
+    numbers = ".".join(str(number + 1) for number in part.part)
+    if part.header is not None:
+        text = "HEADER"
+        if part.header.fields:
+            names = " ".join(bytes(name).decode("ascii", "replace") for name in part.header.fields)
+            text += (".FIELDS.NOT" if part.header.negate else ".FIELDS") + " (" + names + ")"
+    elif part.text is not None:
+        text = "TEXT"
+    elif part.mime is not None:
+        text = "MIME"
+    else:
+        text = ""
+    section = ".".join(piece for piece in (numbers, text) if piece)
+    return ("BODY[%s]" % section).encode("ascii")
+
+
+def _section(message, part):
+    """The octets a BODY[section] names (RFC 3501 §6.4.5)."""
+    numbers = [number + 1 for number in part.part]
+    if part.header is not None:
+        inner = message.message_at(numbers)
+        if part.header.fields:
+            return inner.header_fields(part.header.fields, part.header.negate)
+        return inner.header
+    if part.text is not None:
+        return message.message_at(numbers).body
+    if part.mime is not None:
+        if not numbers:
+            raise SectionError("MIME needs a part number")
+        return message.part(numbers).header
+    return message.content(numbers)
+
+
+class MessageCommands:
+
+    # -- arguments ----------------------------------------------------------------------------
+
+    def arg_seqset(self, line):
+        """A sequence set as [(low, high)] ranges (selection.parse_sequence_set)."""
+        text, _, rest = line.partition(b" ")
+        try:
+            return parse_sequence_set(text), rest
+        except BadSequence as error:
+            raise IllegalClientResponse(str(error)) from None
+
+    def arg_searchkeys(self, line):
+        """The search text, with any literals in it read (each at most 4096 octets).
+
+        Returns pieces for search.tokenize: command text and Literal strings.
+        """
+        pieces = []
+
+        def more(line):
+            match = _LITERAL_AT_END.search(line)
+            if match is None:
+                pieces.append(line)
+                return pieces, b""
+            size = int(match.group(1))
+            if size > MAX_SEARCH_LITERAL_OCTETS:
+                raise IllegalClientResponse("Search literal over %d octets" % MAX_SEARCH_LITERAL_OCTETS)
+            pieces.append(line[:match.start()])
+            return self._stringLiteral(size).addCallback(literal_read)
+
+        def literal_read(result):
+            literal, rest_of_line = result
+            pieces.append(search.Literal(literal))
+            return more(rest_of_line)
+
+        return more(line)
+
+    def _messages(self, tag, ranges, by_uid):
+        try:
+            return self.selection.resolve(ranges, by_uid)
+        except BadSequence as error:
+            self.sendBadResponse(tag, str(error).encode())
+            return None
+
+    # -- FETCH (RFC 3501 §6.4.5, §7.4.2) ------------------------------------------------------
+
+    def do_FETCH(self, tag, ranges, query, uid=False):
+        chosen = self._messages(tag, ranges, uid)
+        if chosen is None:
+            return
+        folder = self.selection.folder
+        marks_seen = not self.selection.readonly and any(
+            item.type in ("rfc822", "rfc822text") or (item.type == "body" and not item.peek and (
+                item.empty or item.header is not None or item.text is not None or item.mime is not None))
+            for item in query)
+        batch = []
+        for number, message_uid in chosen:
+            message = folder.messages.get(message_uid)
+            if message is None:
+                continue              # expunged elsewhere; this session hears of it later
+            if marks_seen and FLAG_SEEN not in message.letters:
+                folder.set_letters([message_uid], {FLAG_SEEN}, 1, origin=self.selection)
+                flags_too = True
+            else:
+                flags_too = False
+            batch.append(b"* %d FETCH (%s)\r\n" % (number, self._fetch_items(
+                message, query, uid or any(item.type == "uid" for item in query), flags_too)))
+            if len(batch) >= 1000:
+                self.transport.write(b"".join(batch))
+                batch = []
+        self.transport.write(b"".join(batch))
+        folder.save()
+        self.sendPositiveResponse(tag, b"FETCH completed")
+
+    def _fetch_items(self, message, query, with_uid, flags_too):
+        folder = self.selection.folder
+        parsed = []
+
+        def whole():
+            if not parsed:
+                parsed.append(Part(to_crlf(folder.read(message))))
+            return parsed[0]
+
+        items = [b"UID %d" % message.uid] if with_uid else []
+        if flags_too and not any(item.type == "flags" for item in query):
+            items.append(b"FLAGS " + flag_list(self.selection.flags_of(message.uid)))
+        for item in query:
+            kind = item.type
+            if kind == "uid":
+                continue
+            if kind == "flags":
+                items.append(b"FLAGS " + flag_list(self.selection.flags_of(message.uid)))
+            elif kind == "internaldate":
+                items.append(b"INTERNALDATE " + internal_date(folder.internal_date(message)))
+            elif kind == "rfc822size":
+                items.append(b"RFC822.SIZE %d" % folder.rfc822_size(message))
+            elif kind == "envelope":
+                items.append(b"ENVELOPE " + encode(whole().envelope()))
+            elif kind == "bodystructure":
+                items.append(b"BODYSTRUCTURE " + encode(whole().structure(extended=True)))
+            elif kind == "rfc822":
+                items.append(b"RFC822 " + string(whole().data))
+            elif kind == "rfc822header":
+                items.append(b"RFC822.HEADER " + string(whole().header))
+            elif kind == "rfc822text":
+                items.append(b"RFC822.TEXT " + string(whole().body))
+            elif kind == "body" and not (item.empty or item.header is not None or item.text is not None
+                                         or item.mime is not None):
+                items.append(b"BODY " + encode(whole().structure(extended=False)))
+            else:
+                items.append(self._body_section(whole(), item))
+        return b" ".join(items)
+
+    def _body_section(self, message, item):
+        try:
+            data = _section(message, item)
+        except SectionError:
+            data = b""                # RFC 3501 §6.4.5 leaves it open; an empty string is safe
+        label = _section_label(item)
+        if item.partialBegin is not None:
+            # RFC 3501 §6.4.5: octets origin..origin+length; the reply names only the origin.
+            data = data[item.partialBegin:item.partialBegin + item.partialLength]
+            label += b"<%d>" % item.partialBegin
+        return label + b" " + (b'""' if not data else b"{%d}\r\n" % len(data) + data)
+
+    select_FETCH = (do_FETCH, arg_seqset, IMAP4Server.arg_fetchatt)
+
+    # -- STORE (RFC 3501 §6.4.6) --------------------------------------------------------------
+
+    def do_STORE(self, tag, ranges, mode, flags, uid=False):
+        if self.selection.readonly:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] The folder was opened with EXAMINE")
+            return
+        mode = mode.upper()
+        if mode.removesuffix(b".SILENT") not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):
+            raise IllegalClientResponse("STORE wants FLAGS, +FLAGS or -FLAGS (optionally .SILENT)")
+        chosen = self._messages(tag, ranges, uid)
+        if chosen is None:
+            return
+        folder = self.selection.folder
+        try:
+            letters = folder.flag_letters([bytes(flag).decode("ascii", "replace") for flag in flags])
+        except TooManyKeywords:
+            self.refuse(tag, "No more keywords fit in this folder", "LIMIT")
+            return
+        direction = {b"+": 1, b"-": -1}.get(mode[:1], 0)
+        folder.set_letters([message_uid for _n, message_uid in chosen], letters, direction, origin=self.selection)
+        folder.save()
+        if not mode.endswith(b".SILENT"):
+            for number, message_uid in chosen:
+                if message_uid in folder.messages:
+                    suffix = b" UID %d" % message_uid if uid else b""
+                    self.sendUntaggedResponse(b"%d FETCH (FLAGS %s%s)" % (
+                        number, flag_list(self.selection.flags_of(message_uid)), suffix))
+        self.sendPositiveResponse(tag, b"STORE completed")
+
+    select_STORE = (do_STORE, arg_seqset, IMAP4Server.arg_atom, IMAP4Server.arg_flaglist)
+
+    # -- SEARCH (RFC 3501 §6.4.4) -------------------------------------------------------------
+
+    def do_SEARCH(self, tag, charset, pieces, uid=False):
+        charset = charset.upper() if charset else None
+        if charset not in _CHARSETS:
+            self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] Unknown charset")
+            return
+        try:
+            predicate = search.parse_search(pieces, _CHARSETS[charset])
+        except search.SearchError as error:
+            self.sendBadResponse(tag, str(error).encode())
+            return
+        found = search.run(self.selection, predicate)
+        numbers = [message_uid if uid else number for number, message_uid in found]
+        self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % n for n in numbers)]))
+        self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, arg_searchkeys)
+
+    # -- COPY, MOVE (RFC 3501 §6.4.7; COPYUID RFC 4315 §3; RFC 6851) --------------------------
+
+    def _copy(self, tag, ranges, raw_name, by_uid):
+        """Copy the messages; returns (source uids, new uids, uidvalidity), or None if answered."""
+        chosen = self._messages(tag, ranges, by_uid)
+        if chosen is None:
+            return None
+        target = self.open_folder(tag, raw_name, missing="TRYCREATE")
+        if target is None:
+            return None
+        source = self.selection.folder
+        messages = [source.messages[u] for _n, u in chosen if u in source.messages]
+        return [m.uid for m in messages], target.copy_in(source, messages), target.uidvalidity
+
+    def do_COPY(self, tag, ranges, raw_name, uid=False):
+        copied = self._copy(tag, ranges, raw_name, uid)
+        if copied is None:
+            return
+        old, new, validity = copied
+        code = b"[COPYUID %d %s %s] " % (validity, uid_set(old), uid_set(new)) if old else b""
+        self.sendPositiveResponse(tag, code + b"COPY completed")
+
+    def do_MOVE(self, tag, ranges, raw_name, uid=False):
+        if self.selection.readonly:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] The folder was opened with EXAMINE")
+            return
+        copied = self._copy(tag, ranges, raw_name, uid)
+        if copied is None:
+            return
+        old, new, validity = copied
+        if old:
+            # RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
+            self.sendPositiveResponse(None, b"[COPYUID %d %s %s] Moved" % (validity, uid_set(old), uid_set(new)))
+            self.selection.folder.remove(old)
+        self.sendPositiveResponse(tag, b"MOVE completed")
+
+    select_COPY = (do_COPY, arg_seqset, IMAP4Server.arg_finalastring)
+    select_MOVE = (do_MOVE, arg_seqset, IMAP4Server.arg_finalastring)
+
+    # -- EXPUNGE (RFC 3501 §6.4.3), UID EXPUNGE (RFC 4315 §2.1) -------------------------------
+
+    def do_EXPUNGE(self, tag, ranges=None):
+        if self.selection.readonly:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] The folder was opened with EXAMINE")
+            return
+        only = None if ranges is None else [u for _n, u in self.selection.resolve(ranges, by_uid=True)]
+        # The session hears of its own expunge like any other: as EXPUNGE lines before the OK.
+        self.selection.folder.expunge(only)
+        self.sendPositiveResponse(tag, b"EXPUNGE completed")
+
+    select_EXPUNGE = (do_EXPUNGE,)
+
+    def do_UID(self, tag, command, line):
+        command = command.upper()
+        if command == b"EXPUNGE":
+            ranges, rest = self.arg_seqset(line)
+            if rest or not line:
+                raise IllegalClientResponse("UID EXPUNGE wants one UID set")
+            self._command = (b"EXPUNGE", True)
+            self.do_EXPUNGE(tag, ranges)
+        elif command in (b"COPY", b"MOVE", b"FETCH", b"STORE", b"SEARCH"):
+            self.dispatchCommand(tag, command, line, uid=True)
+        else:
+            raise IllegalClientResponse("UID %s is not a command" % command.decode("ascii", "replace"))
+
+    select_UID = (do_UID, IMAP4Server.arg_atom, IMAP4Server.arg_line)

@@ -1,0 +1,46 @@
+"""Encoding IMAP response data: nested lists, strings, flags, dates.
+
+Replaces twisted.mail.imap4.collapseNestedLists for our responses because that encodes every str
+as ASCII and so fails on any non-ASCII header (the IMAP issue's defect list).  Here a string that
+a quoted string cannot carry (8-bit octets, CR, LF, NUL; RFC 3501 §4.3 "quoted") goes out as a
+literal, byte for byte.
+"""
+
+import time
+
+__all__ = ["encode", "string", "flag_list", "internal_date", "MONTHS"]
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def string(value):
+    """An IMAP string for *value* (bytes, or str kept byte-exact through surrogateescape)."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    if value.isascii() and not any(c in value for c in b"\r\n\0"):
+        return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(value) + value
+
+
+def encode(item):
+    """RFC 3501 §4 encoding of None (NIL), int, bytes/str (string) and lists."""
+    if item is None:
+        return b"NIL"
+    if isinstance(item, int):
+        return b"%d" % item
+    if isinstance(item, (bytes, str)):
+        return string(item)
+    return b"(" + b" ".join(encode(element) for element in item) + b")"
+
+
+def flag_list(flags):
+    """``(\\Seen $Label1)`` for a list of flag names (str; flags and keywords are atoms)."""
+    return b"(" + " ".join(flags).encode("ascii", "replace") + b")"
+
+
+def internal_date(seconds):
+    """RFC 3501 §9 date-time, in UTC: ``"17-Jul-1996 09:44:25 +0000"``."""
+    moment = time.gmtime(seconds)
+    return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
+        moment.tm_mday, MONTHS[moment.tm_mon - 1].encode(), moment.tm_year,
+        moment.tm_hour, moment.tm_min, moment.tm_sec)

@@ -1,0 +1,132 @@
+"""One session's view of its selected folder: sequence numbers and the changes it owes the client.
+
+Why: the Folder (maildir.mailbox) is shared, but message sequence numbers belong to a session
+(RFC 3501 §2.3.1.2): they may only shift when the server tells the client, with EXISTS and
+EXPUNGE, and EXPUNGE may not be sent while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
+So a Selection keeps its own UID list and collects what the Folder reports until the server
+flushes it at a point where the protocol allows.
+"""
+
+from bisect import bisect_left
+
+from zope.interface import implementer
+
+from mailbox_appliance.maildir.flags import to_flags
+from mailbox_appliance.maildir.interfaces import IFolderListener
+
+from .response import flag_list
+
+__all__ = ["Selection", "parse_sequence_set", "BadSequence"]
+
+
+class BadSequence(ValueError):
+    """A sequence set that is malformed or names a message number the session does not have."""
+
+
+def parse_sequence_set(text):
+    """RFC 3501 §9 sequence-set (bytes) -> [(low, high)], None standing for "*"."""
+    ranges = []
+    for piece in text.split(b","):
+        bounds = piece.split(b":")
+        if len(bounds) > 2:
+            raise BadSequence("bad sequence set %r" % piece.decode("ascii", "replace"))
+        values = []
+        for bound in bounds:
+            if bound == b"*":
+                values.append(None)
+            elif bound.isdigit() and bound.isascii() and 0 < int(bound) <= 0xFFFFFFFF:
+                values.append(int(bound))
+            else:
+                raise BadSequence("bad message number %r" % bound.decode("ascii", "replace"))
+        ranges.append((values[0], values[-1]))
+    return ranges
+
+
+@implementer(IFolderListener)
+class Selection:
+    def __init__(self, folder, readonly, on_change):
+        self.folder = folder
+        self.readonly = readonly
+        self.on_change = on_change        # called after each change (the server pushes in IDLE)
+        self.uids = list(folder.messages)
+        self.recent = set(folder.add_listener(self))
+        self._added = []
+        self._expunged = set()
+        self._changed = set()
+
+    def close(self):
+        self.folder.remove_listener(self)
+
+    # -- IFolderListener ----------------------------------------------------------------------
+
+    def messages_added(self, uids, recent):
+        self._added.extend(uids)
+        self.recent |= recent
+        self.on_change()
+
+    def messages_expunged(self, uids):
+        self._expunged.update(uids)
+        self.on_change()
+
+    def flags_changed(self, uids):
+        self._changed.update(uids)
+        self.on_change()
+
+    # -- sequence numbers ---------------------------------------------------------------------
+
+    def sequence_of(self, uid):
+        index = bisect_left(self.uids, uid)
+        return index + 1 if index < len(self.uids) and self.uids[index] == uid else None
+
+    def resolve(self, ranges, by_uid):
+        """[(sequence number, uid)] for a parsed sequence set, ascending, each once.
+
+        By UID, UIDs not in the view are skipped and "*" is the highest UID (RFC 3501 §6.4.8);
+        by number, a number beyond the view is a BadSequence.
+        """
+        view = self.uids
+        chosen = set()
+        for low, high in ranges:
+            if by_uid:
+                top = view[-1] if view else 0
+                low, high = sorted((top if low is None else low, top if high is None else high))
+                chosen.update(range(bisect_left(view, low), bisect_left(view, high + 1)))
+            else:
+                low, high = sorted((len(view) if low is None else low, len(view) if high is None else high))
+                if high > len(view) or low < 1:
+                    raise BadSequence("No message %d in this folder" % high)
+                chosen.update(range(low - 1, high))
+        return [(index + 1, view[index]) for index in sorted(chosen)]
+
+    def flags_of(self, uid):
+        """The message's IMAP flags as this session sees them (with its own \\Recent)."""
+        message = self.folder.messages.get(uid)
+        flags = to_flags(message.letters, self.folder.keywords) if message else []
+        return flags + ["\\Recent"] if uid in self.recent else flags
+
+    # -- catching the client up ---------------------------------------------------------------
+
+    def pending(self, allow_expunge):
+        """Untagged lines (no CRLF) telling the client what changed since it last heard."""
+        lines = []
+        if allow_expunge and self._expunged:
+            unseen = self._expunged.intersection(self._added)
+            self._added = [uid for uid in self._added if uid not in unseen]
+            for index in sorted((bisect_left(self.uids, uid) for uid in self._expunged - unseen), reverse=True):
+                if index < len(self.uids) and self.uids[index] in self._expunged:
+                    lines.append(b"* %d EXPUNGE" % (index + 1))
+                    del self.uids[index]
+            self.recent -= self._expunged
+            self._changed -= self._expunged
+            self._expunged = set()
+        if self._added:
+            self.uids.extend(sorted(self._added))
+            self._added = []
+            lines.append(b"* %d EXISTS" % len(self.uids))
+            lines.append(b"* %d RECENT" % len(self.recent))
+        for uid in sorted(self._changed):
+            number = self.sequence_of(uid)
+            if number is not None and uid in self.folder.messages:
+                lines.append(b"* %d FETCH (FLAGS %s UID %d)" % (number, flag_list(self.flags_of(uid)), uid))
+        self._changed = set()
+        return lines

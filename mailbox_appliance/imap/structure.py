@@ -1,0 +1,211 @@
+"""A message's MIME structure, on its raw bytes: sections, ENVELOPE and BODYSTRUCTURE.
+
+Why: FETCH BODY[1.2.HEADER]<0.100> must return exact octets of the stored message, and
+BODYSTRUCTURE sizes and line counts must describe those same octets (RFC 3501 §6.4.5, §7.4.2).
+So parts are cut out of the bytes by boundary here, never re-serialised from a parsed model; only
+header *values* go through the email package (compat32, byte-preserving through
+surrogateescape), so non-ASCII headers reach the client unchanged.
+
+Messages are handled with CRLF line ends: the caller converts a file stored with bare LF first.
+"""
+
+import email.utils
+import re
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+__all__ = ["Part", "to_crlf", "SectionError"]
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+class SectionError(ValueError):
+    """A FETCH section naming a part the message does not have."""
+
+
+def to_crlf(data):
+    """*data* with every bare LF made CRLF (what W= counts, and what IMAP sends)."""
+    return _BARE_LF.sub(b"\r\n", data) if b"\n" in data.replace(b"\r\n", b"") else data
+
+
+def _raw(value):
+    """A header value back to its bytes, unfolded."""
+    return _FOLD.sub("", value).strip().encode("utf-8", "surrogateescape")
+
+
+class Part:
+    """One MIME entity: ``header`` (with its blank line) and ``body``, both bytes."""
+
+    def __init__(self, data, default_type="text/plain"):
+        if data.startswith(b"\r\n"):
+            self.header, self.body = b"\r\n", data[2:]
+        else:
+            end = data.find(b"\r\n\r\n")
+            self.header, self.body = (data, b"") if end < 0 else (data[:end + 4], data[end + 4:])
+        self.data = data
+        self.default_type = default_type
+        self._fields = None
+        self._children = None
+
+    @property
+    def fields(self):
+        if self._fields is None:
+            self._fields = BytesHeaderParser(policy=compat32).parsebytes(self.header)
+            self._fields.set_default_type(self.default_type)
+        return self._fields
+
+    @property
+    def content_type(self):
+        return self.fields.get_content_type()
+
+    @property
+    def is_multipart(self):
+        return self.content_type.startswith("multipart/")
+
+    @property
+    def children(self):
+        """Sub-parts: a multipart's parts, or the one message a message/rfc822 part holds."""
+        if self._children is None:
+            if self.is_multipart:
+                boundary = self.fields.get_param("boundary")
+                default = "message/rfc822" if self.content_type == "multipart/digest" else "text/plain"
+                self._children = [Part(piece, default) for piece in self._split(boundary)]
+            elif self.content_type == "message/rfc822":
+                self._children = [Part(self.body)]
+            else:
+                self._children = []
+        return self._children
+
+    def _split(self, boundary):
+        if not isinstance(boundary, str) or not boundary:
+            return []
+        delimiter = b"\r\n--" + boundary.encode("utf-8", "surrogateescape")
+        pieces = (b"\r\n" + self.body).split(delimiter)
+        parts = []
+        for piece in pieces[1:]:
+            if piece.startswith(b"--"):
+                break
+            line_end = piece.find(b"\r\n")
+            parts.append(piece[line_end + 2:] if line_end >= 0 else b"")
+        return parts
+
+    # -- RFC 3501 §6.4.5 section numbers -------------------------------------------------------
+
+    def part(self, numbers):
+        """The part at *numbers* (1-based), from this message."""
+        node = self
+        for number in numbers:
+            message = node.children[0] if node is not self and node.content_type == "message/rfc822" else node
+            if message.is_multipart:
+                if not 0 < number <= len(message.children):
+                    raise SectionError("no part %d" % number)
+                node = message.children[number - 1]
+            elif number == 1:
+                node = message
+            else:
+                raise SectionError("a non-multipart message has only part 1")
+        return node
+
+    def message_at(self, numbers):
+        """The message whose HEADER/TEXT a section names: this one, or an encapsulated one."""
+        if not numbers:
+            return self
+        node = self.part(numbers)
+        if node.content_type != "message/rfc822":
+            raise SectionError("HEADER and TEXT need a message/rfc822 part")
+        return node.children[0]
+
+    def content(self, numbers):
+        """BODY[n.n]: the octets of that part's body (the whole message for no numbers)."""
+        if not numbers:
+            return self.data
+        node = self.part(numbers)
+        return node.body
+
+    def header_fields(self, names, negate):
+        """HEADER.FIELDS (names) / HEADER.FIELDS.NOT: the matching fields plus the blank line."""
+        wanted = {name.lower() for name in names}
+        kept, keep = [], False
+        for line in self.header.split(b"\r\n")[:-2]:
+            if line[:1] in (b" ", b"\t"):
+                if keep:
+                    kept.append(line)
+                continue
+            keep = (line.split(b":", 1)[0].strip().lower() in wanted) != negate
+            if keep:
+                kept.append(line)
+        return b"".join(line + b"\r\n" for line in kept) + b"\r\n"
+
+    # -- ENVELOPE and BODYSTRUCTURE ------------------------------------------------------------
+
+    def _all(self, name):
+        """Every value of header *name*, as stored (raw_items: compat32's get() would turn a
+        non-ASCII value into a Header object)."""
+        return [value for key, value in self.fields.raw_items() if key.lower() == name]
+
+    def _value(self, name):
+        values = self._all(name)
+        return _raw(values[0]) if values else None
+
+    def _addresses(self, name):
+        values = self._all(name)
+        if not values:
+            return None
+        result = []
+        for display, address in email.utils.getaddresses([_FOLD.sub("", v) for v in values]):
+            if not address and not display:
+                continue
+            mailbox, _, host = address.rpartition("@") if "@" in address else (address, "", "")
+            result.append([_raw(display) or None, None, _raw(mailbox) if mailbox else None,
+                           _raw(host) if host else None])
+        return result or None
+
+    def envelope(self):
+        """RFC 3501 §7.4.2 ENVELOPE of this message."""
+        sender = self._addresses("from")
+        return [self._value("date"), self._value("subject"), sender,
+                self._addresses("sender") or sender, self._addresses("reply-to") or sender,
+                self._addresses("to"), self._addresses("cc"), self._addresses("bcc"),
+                self._value("in-reply-to"), self._value("message-id")]
+
+    def _params(self, header):
+        params = self.fields.get_params(header=header) or []
+        pairs = [item for key_value in params[1:] for item in
+                 (_raw(key_value[0]).upper(), _raw(email.utils.collapse_rfc2231_value(key_value[1])))]
+        return pairs or None
+
+    def _disposition(self):
+        values = self._all("content-disposition")
+        if not values:
+            return None
+        value = values[0]
+        return [_raw(value.split(";", 1)[0]).upper(), self._params("content-disposition")]
+
+    def _extension(self):
+        return [self._disposition(), self._value("content-language"), self._value("content-location")]
+
+    def structure(self, extended):
+        """BODYSTRUCTURE (*extended*) or BODY: RFC 3501 §7.4.2, as nested lists."""
+        main, _, sub = self.content_type.partition("/")
+        if self.is_multipart:
+            children = self.children or [Part(b"\r\n")]
+            result = [child.structure(extended) for child in children] + [sub.upper().encode()]
+            if extended:
+                result += [self._params("content-type")] + self._extension()
+            return result
+        params = self._params("content-type")
+        if main == "text" and params is None:
+            params = [b"CHARSET", b"US-ASCII"]
+        result = [main.upper().encode(), sub.upper().encode(), params,
+                  self._value("content-id"), self._value("content-description"),
+                  (self._value("content-transfer-encoding") or b"7BIT").upper(), len(self.body)]
+        lines = self.body.count(b"\n")
+        if main == "text":
+            result.append(lines)
+        elif self.content_type == "message/rfc822":
+            inner = self.children[0]
+            result += [inner.envelope(), inner.structure(extended), lines]
+        if extended:
+            result += [self._value("content-md5")] + self._extension()
+        return result

@@ -1,0 +1,434 @@
+"""One Maildir folder's state, kept in memory once per process and shared by every session.
+
+Why: IMAP needs UIDs, flags and sizes of every message at SELECT and FETCH FLAGS time; on a
+100,000 message folder that must come from file names, never from message bodies (DESIGN.md,
+Storage).  Every session of the same folder shares one Folder, so a change made by one (or found
+on disk, e.g. a new delivery in new/) reaches all of them through IFolderListener.
+
+What this module decides:
+
+* Messages are found by directory listing only.  Size (S=), RFC822.SIZE (W=) and flags (``:2,``)
+  come from the name (names.py); a name without W= is read once and its size cached in the UID
+  list as Dovecot's W record extension.
+* A message found in new/ is renamed into cur/ with an empty ``:2,`` info, as Dovecot does when it
+  first sees it, and is \\Recent to the first session told about it.
+* UIDs come from the dovecot-uidlist (uidlist.py), new files getting ascending UIDs in the order
+  of their delivery time (the seconds at the start of a Maildir name); the list is saved
+  atomically before any session learns the new UIDs.
+* Flags change by renaming the file in cur/; keywords take letters through dovecot-keywords.
+* Changes by other programs are found by polling: new/ is listed, and cur/ is re-listed when its
+  modification time moved, every POLL_INTERVAL_SECONDS while any session watches the folder, and
+  whenever a session asks (NOOP, IDLE, CHECK).  The appliance is the only writer of the UID list:
+  it takes no Dovecot dotlock, so Dovecot must not serve the same Maildir at the same time.
+"""
+
+import errno
+import os
+import shutil
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from mailbox_appliance.atomic import sync_dir, unlink_quietly
+from . import delivery, names
+from .flags import to_letters
+from .interfaces import IFolderListener
+from .keywords import Keywords
+from .uidlist import UidList
+
+__all__ = ["Folder", "FolderRegistry", "Message", "POLL_INTERVAL_SECONDS", "shared_registry"]
+
+# How often a watched folder looks for mail delivered or changed behind its back; IDLE reports new
+# mail within this time (the IMAP issue asks for under a second).
+POLL_INTERVAL_SECONDS = 0.5
+INFO = ":2,"
+
+
+class Message:
+    """What the folder knows of one message without opening it."""
+
+    __slots__ = ("uid", "base", "letters", "_vsize", "_mtime")
+
+    def __init__(self, uid, base, letters):
+        self.uid = uid
+        self.base = base
+        self.letters = letters            # sorted flag letters, as in the file name
+        self._vsize = None
+        self._mtime = None
+
+    @property
+    def file_name(self):
+        return self.base + INFO + self.letters
+
+    def size_field(self, key):
+        """The S= or W= value of the base name, or None."""
+        marker = "," + key + "="
+        start = self.base.find(marker)
+        if start < 0:
+            return None
+        digits = self.base[start + 3:].split(",", 1)[0]
+        return int(digits) if digits.isdigit() and digits.isascii() else None
+
+
+def _delivery_order(base):
+    """Sort key: the delivery second a Maildir name starts with, then the name."""
+    head = base.split(".", 1)[0]
+    return (int(head) if head.isdigit() and head.isascii() else 0, base)
+
+
+def _split_name(file_name):
+    base, _, info = file_name.partition(":")
+    letters = "".join(sorted(set(info[2:].split(",", 1)[0]))) if info.startswith("2,") else ""
+    return base, letters
+
+
+class Folder:
+    """The shared state of one Maildir folder (INBOX or a Maildir++ sub-folder)."""
+
+    log = Logger()
+
+    def __init__(self, path, clock):
+        self.path = path
+        self.clock = clock
+        self.uidlist = UidList.load(path)
+        self.keywords = Keywords.load(path)
+        self.messages = {}                # uid -> Message, ascending UID order
+        self._by_base = {}                # base -> Message
+        self._listeners = []
+        self._unclaimed_recent = set()    # moved from new/ before any session was told
+        self._cur_mtime = None
+        self._uidlist_dirty = False
+        self._poll = LoopingCall(self.refresh)
+        self._poll.clock = clock
+        self.refresh()
+
+    # -- watching -----------------------------------------------------------------------------
+
+    def add_listener(self, listener):
+        """Start telling *listener* (IFolderListener) about changes; returns the \\Recent UIDs
+        nobody has claimed yet, which now belong to it."""
+        IFolderListener(listener)
+        self._listeners.append(listener)
+        if not self._poll.running:
+            self._poll.start(POLL_INTERVAL_SECONDS, now=False)
+        recent, self._unclaimed_recent = self._unclaimed_recent, set()
+        return recent
+
+    def remove_listener(self, listener):
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        if not self._listeners and self._poll.running:
+            self._poll.stop()
+
+    def _tell(self, method, uids, origin=None, **extra):
+        for listener in list(self._listeners):
+            if listener is not origin:
+                getattr(listener, method)(uids, **extra)
+
+    # -- reading the directories --------------------------------------------------------------
+
+    def refresh(self):
+        """Take in what changed on disk: new mail in new/, and any outside change to cur/."""
+        taken = self._take_new()
+        added = list(taken)
+        expunged, changed = [], []
+        cur = os.path.join(self.path, "cur")
+        if os.stat(cur).st_mtime_ns != self._cur_mtime:
+            expunged, changed, found = self._reconcile_cur()
+            added.extend(found)
+            self._cur_mtime = os.stat(cur).st_mtime_ns
+        uids = self._assign(added)
+        self._unclaimed_recent.update(self._by_base[base].uid for base in taken)
+        self.save()
+        if expunged:
+            self._tell("messages_expunged", expunged)
+        if changed:
+            self._tell("flags_changed", changed)
+        if uids and self._listeners:
+            # \Recent goes to one session only (RFC 3501 §2.3.2): the longest-watching one.
+            recent, self._unclaimed_recent = self._unclaimed_recent & set(uids), self._unclaimed_recent - set(uids)
+            first, *others = self._listeners
+            first.messages_added(uids, recent=recent)
+            for listener in others:
+                listener.messages_added(uids, recent=set())
+
+    def _take_new(self):
+        """Move every file of new/ into cur/ with an empty info; returns their base names."""
+        new_dir = os.path.join(self.path, "new")
+        with os.scandir(new_dir) as entries:
+            found = [entry.name for entry in entries if not entry.name.startswith(".")]
+        moved = []
+        for file_name in found:
+            base, letters = _split_name(file_name)
+            try:
+                os.rename(os.path.join(new_dir, file_name),
+                          os.path.join(self.path, "cur", base + INFO + letters))
+            except FileNotFoundError:
+                continue                  # taken by another reader of the Maildir
+            self._by_base[base] = Message(None, base, letters)
+            moved.append(base)
+        return moved
+
+    def _reconcile_cur(self):
+        """List cur/ and compare with memory: (expunged uids, changed uids, new bases)."""
+        with os.scandir(os.path.join(self.path, "cur")) as entries:
+            on_disk = dict(_split_name(entry.name) for entry in entries if not entry.name.startswith("."))
+        gone, changed = [], []
+        for base, message in self._by_base.items():
+            letters = on_disk.pop(base, None)
+            if letters is None:
+                gone.append(message)
+            elif letters != message.letters and message.uid is not None:
+                message.letters = letters
+                changed.append(message.uid)
+        for message in gone:
+            del self._by_base[message.base]
+            self.messages.pop(message.uid, None)
+        expunged = [m.uid for m in gone if m.uid is not None]
+        if expunged:
+            self.uidlist.remove([m.base for m in gone])
+            self._uidlist_dirty = True
+        for base, letters in on_disk.items():
+            self._by_base[base] = Message(None, base, letters)
+        return expunged, changed, list(on_disk)
+
+    def _assign(self, bases):
+        """Give UIDs to *bases* (new ones ascending in delivery order), index them; their UIDs."""
+        if not bases:
+            return []
+        fresh = sorted((b for b in bases if self.uidlist.uid_for(b) is None), key=_delivery_order)
+        if fresh:
+            self.uidlist.assign(fresh)
+            self._uidlist_dirty = True
+        added = [self._by_base[base] for base in bases]
+        for message in added:
+            message.uid = self.uidlist.uid_for(message.base)
+        added.sort(key=lambda m: m.uid)
+        if self.messages and added[0].uid < next(reversed(self.messages)):
+            # Only on a file the UID list knew coming back (restored by hand): keep UID order.
+            added = sorted([*self.messages.values(), *added], key=lambda m: m.uid)
+            self.messages = {}
+        self.messages.update((m.uid, m) for m in added)
+        return [m.uid for m in added]
+
+    def close(self):
+        """Stop watching: the folder was deleted or renamed."""
+        self._listeners = []
+        if self._poll.running:
+            self._poll.stop()
+
+    def save(self):
+        """Write the UID list if it changed (atomically: uidlist.save), and new keywords."""
+        if self._uidlist_dirty:
+            self.uidlist.save()
+            self._uidlist_dirty = False
+        if self.keywords.changed:
+            self.keywords.save()
+
+    # -- per message facts --------------------------------------------------------------------
+
+    @property
+    def recent_count(self):
+        """Messages \\Recent to whichever session selects the folder next (STATUS RECENT)."""
+        return len(self._unclaimed_recent)
+
+    @property
+    def uidvalidity(self):
+        return self.uidlist.uidvalidity
+
+    @property
+    def next_uid(self):
+        return self.uidlist.next_uid
+
+    def file_path(self, message):
+        return os.path.join(self.path, "cur", message.file_name)
+
+    def rfc822_size(self, message):
+        """RFC822.SIZE: W= from the name, else the cached W record, else read once and cache."""
+        if message._vsize is None:
+            size = message.size_field("W")
+            if size is None:
+                cached = self.uidlist.get_extension(message.uid, "W")
+                size = int(cached) if cached and cached.isdigit() else None
+            if size is None:
+                size = names.crlf_size(self.read(message))
+                self.uidlist.set_extension(message.uid, "W", size)
+                self._uidlist_dirty = True
+            message._vsize = size
+        return message._vsize
+
+    def internal_date(self, message):
+        """INTERNALDATE as a POSIX time: the file's modification time, as Dovecot keeps it."""
+        if message._mtime is None:
+            message._mtime = os.stat(self.file_path(message)).st_mtime
+        return message._mtime
+
+    def read(self, message):
+        """The message file's bytes, as stored (line ends untouched)."""
+        with open(self.file_path(message), "rb") as handle:
+            return handle.read()
+
+    def flag_letters(self, flags, create=True):
+        """The Maildir letters for IMAP *flags*; new keywords get a letter if *create*."""
+        return to_letters(flags, self.keywords, create)
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def set_letters(self, uids, letters, mode, origin=None):
+        """STORE: replace (mode 0), add (1) or remove (-1) *letters* on these messages.
+
+        Returns the UIDs whose flags changed; listeners other than *origin* are told.
+        """
+        changed = []
+        cur = os.path.join(self.path, "cur")
+        for uid in uids:
+            message = self.messages.get(uid)
+            if message is None:
+                continue
+            old = set(message.letters)
+            new = letters if mode == 0 else (old | letters if mode > 0 else old - letters)
+            new_letters = "".join(sorted(new))
+            if new_letters == message.letters:
+                continue
+            try:
+                os.rename(os.path.join(cur, message.file_name),
+                          os.path.join(cur, message.base + INFO + new_letters))
+            except FileNotFoundError:
+                continue                  # expunged or renamed outside: the next refresh tells
+            message.letters = new_letters
+            changed.append(uid)
+        if changed:
+            self._cur_mtime = os.stat(cur).st_mtime_ns
+            self.save()
+            self._tell("flags_changed", changed, origin)
+        return changed
+
+    def append(self, data, letters, internal_date=None, origin=None):
+        """APPEND: store *data* durably with these flag letters; returns its UID.
+
+        Written to tmp/ and fsynced, then renamed straight into cur/ with its flags (the folder
+        knows of it already, so it is not \\Recent to others: RFC 3501 §6.3.11 leaves that open).
+        """
+        tmp = delivery.write_tmp(self.path, data)
+        return self._publish(tmp.tmp_path, tmp.name, letters, internal_date, origin)
+
+    def copy_in(self, source, messages, origin=None):
+        """COPY into this folder: hard links when possible (same bytes, no copy), else a copy.
+
+        Returns the new UIDs in the order of *messages*.
+        """
+        uids = []
+        for message in messages:
+            base = names.new_base_name(message.size_field("S") or os.stat(source.file_path(message)).st_size,
+                                       source.rfc822_size(message))
+            tmp_path = os.path.join(self.path, "tmp", base)
+            try:
+                os.link(source.file_path(message), tmp_path)
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                shutil.copyfile(source.file_path(message), tmp_path)
+            os.utime(tmp_path, (source.internal_date(message),) * 2)
+            letters = set(message.letters) - set(names.KEYWORD_LETTERS)
+            keywords = [source.keywords.keyword_for(letter) for letter in message.letters
+                        if letter in names.KEYWORD_LETTERS]
+            letters |= self.flag_letters([k for k in keywords if k])
+            uids.append(self._publish(tmp_path, base, letters, None, origin, notify=False))
+        if uids:
+            self._tell_added(uids, origin)
+        return uids
+
+    def _publish(self, tmp_path, base, letters, internal_date, origin, notify=True):
+        if internal_date is not None:
+            os.utime(tmp_path, (internal_date, internal_date))
+        letters = "".join(sorted(letters))
+        cur = os.path.join(self.path, "cur")
+        try:
+            os.rename(tmp_path, os.path.join(cur, base + INFO + letters))
+        except BaseException:
+            unlink_quietly(tmp_path)
+            raise
+        sync_dir(cur)
+        message = self._by_base[base] = Message(None, base, letters)
+        self._assign([base])
+        self._cur_mtime = os.stat(cur).st_mtime_ns
+        self.save()
+        if notify:
+            self._tell_added([message.uid], origin)
+        return message.uid
+
+    def _tell_added(self, uids, origin):
+        for listener in list(self._listeners):
+            if listener is not origin:
+                listener.messages_added(uids, recent=set())
+
+    def expunge(self, uids=None, origin=None):
+        """Remove the \\Deleted messages (only those in *uids*, if given: UID EXPUNGE, RFC 4315).
+
+        Returns the removed UIDs, ascending; listeners other than *origin* are told.
+        """
+        deleted_letter = names.FLAG_TRASHED
+        candidates = self.messages.values() if uids is None else (
+            self.messages[uid] for uid in uids if uid in self.messages)
+        doomed = [m for m in candidates if deleted_letter in m.letters]
+        for message in doomed:
+            unlink_quietly(self.file_path(message))
+        return self._drop(doomed, origin)
+
+    def remove(self, uids, origin=None):
+        """MOVE (RFC 6851): take these messages out whatever their flags; returns their UIDs."""
+        doomed = [self.messages[uid] for uid in uids if uid in self.messages]
+        for message in doomed:
+            unlink_quietly(self.file_path(message))
+        return self._drop(doomed, origin)
+
+    def _drop(self, doomed, origin):
+        if not doomed:
+            return []
+        cur = os.path.join(self.path, "cur")
+        sync_dir(cur)
+        self.uidlist.remove([m.base for m in doomed])
+        for message in doomed:
+            del self.messages[message.uid]
+            del self._by_base[message.base]
+        self._uidlist_dirty = True
+        self._cur_mtime = os.stat(cur).st_mtime_ns
+        self.save()
+        removed = sorted(m.uid for m in doomed)
+        self._tell("messages_expunged", removed, origin)
+        return removed
+
+
+class FolderRegistry:
+    """The one Folder per directory in this process; folders stay open once opened, so the
+    second SELECT of a large folder costs nothing but the directory poll."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._folders = {}
+
+    def open(self, path):
+        path = os.path.realpath(path)
+        folder = self._folders.get(path)
+        if folder is None:
+            folder = self._folders[path] = Folder(path, self.clock)
+        return folder
+
+    def forget(self, path):
+        """Drop the state of a deleted or renamed folder (and of every folder below it)."""
+        path = os.path.realpath(path)
+        for known in list(self._folders):
+            if known == path or known.startswith(path + "."):
+                self._folders.pop(known).close()
+
+
+_registries = {}
+
+
+def shared_registry(data_dir, clock):
+    """The process's one FolderRegistry for *data_dir*: every listener (143, 993, later POP3)
+    must share it, or two sessions of one folder would hold two diverging states."""
+    key = os.path.realpath(data_dir)
+    if key not in _registries:
+        _registries[key] = FolderRegistry(clock)
+    return _registries[key]

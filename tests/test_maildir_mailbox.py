@@ -1,0 +1,95 @@
+"""The shared folder state (maildir/mailbox.py), driven with a fake clock: no sockets, no sleeps."""
+
+import os
+
+from twisted.internet.task import Clock
+from zope.interface import implementer
+
+from mailbox_appliance.maildir import delivery, layout
+from mailbox_appliance.maildir.interfaces import IFolderListener
+from mailbox_appliance.maildir.mailbox import POLL_INTERVAL_SECONDS, Folder
+from mailbox_appliance.maildir.uidlist import UidList
+
+
+@implementer(IFolderListener)
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def messages_added(self, uids, recent):
+        self.events.append(("added", uids, sorted(recent)))
+
+    def messages_expunged(self, uids):
+        self.events.append(("expunged", uids))
+
+    def flags_changed(self, uids):
+        self.events.append(("flags", uids))
+
+
+def maildir(tmp_path, count=0):
+    path = str(tmp_path / "alice")
+    layout.create_user_maildir(path)
+    for number in range(count):
+        delivery.deliver(path, b"Subject: %d\n\nbody\n" % number)
+    return path
+
+
+def test_opening_moves_new_to_cur_and_saves_uids(tmp_path):
+    path = maildir(tmp_path, 3)
+    folder = Folder(path, Clock())
+    assert list(folder.messages) == [1, 2, 3]
+    assert os.listdir(os.path.join(path, "new")) == []
+    assert all(name.endswith(":2,") for name in os.listdir(os.path.join(path, "cur")))
+    assert UidList.load(path).uids() == [1, 2, 3]
+    assert folder.add_listener(Recorder()) == {1, 2, 3}         # \Recent, to the first session
+
+
+def test_new_mail_and_outside_changes_reach_listeners_on_the_next_poll(tmp_path):
+    path = maildir(tmp_path, 1)
+    clock = Clock()
+    folder = Folder(path, clock)
+    first, second = Recorder(), Recorder()
+    folder.add_listener(first)
+    folder.add_listener(second)
+    delivery.deliver(path, b"Subject: late\n\nbody\n")
+    clock.advance(POLL_INTERVAL_SECONDS)
+    assert first.events == [("added", [2], [2])] and second.events == [("added", [2], [])]
+    cur = os.path.join(path, "cur")
+    name = folder.messages[1].file_name
+    os.rename(os.path.join(cur, name), os.path.join(cur, name + "S"))   # another program sets \Seen
+    os.utime(cur, ns=(0, 0))                                            # even within one mtime tick
+    clock.advance(POLL_INTERVAL_SECONDS)
+    assert first.events[-1] == ("flags", [1]) and folder.messages[1].letters == "S"
+
+
+def test_changes_tell_everyone_but_their_origin(tmp_path):
+    path = maildir(tmp_path, 2)
+    folder = Folder(path, Clock())
+    actor, watcher = Recorder(), Recorder()
+    folder.add_listener(actor)
+    folder.add_listener(watcher)
+    assert folder.set_letters([1, 2], {"T"}, 1, origin=actor) == [1, 2]
+    assert folder.expunge([2], origin=actor) == [2]
+    assert actor.events == [] and watcher.events == [("flags", [1, 2]), ("expunged", [2])]
+    assert UidList.load(path).uids() == [1]
+
+
+def test_a_name_without_w_is_measured_once_and_cached(tmp_path):
+    path = maildir(tmp_path)
+    with open(os.path.join(path, "new", "1700000000.foreign"), "wb") as handle:
+        handle.write(b"Subject: x\n\nbody\n")
+    folder = Folder(path, Clock())
+    assert folder.rfc822_size(folder.messages[1]) == 20
+    folder.save()
+    assert UidList.load(path).get_extension(1, "W") == "20"
+
+
+def test_append_and_copy_keep_flags_keywords_and_date(tmp_path):
+    path = maildir(tmp_path)
+    inbox = Folder(path, Clock())
+    uid = inbox.append(b"Subject: x\r\n\r\nbody\r\n", inbox.flag_letters(["\\Seen", "$Work"]), 1_000_000_000)
+    archive = Folder(os.path.join(path, ".Archive"), Clock())
+    [copied] = archive.copy_in(inbox, [inbox.messages[uid]])
+    message = archive.messages[copied]
+    assert message.letters == "Sa" and archive.keywords.keyword_for("a") == "$Work"
+    assert archive.internal_date(message) == 1_000_000_000
