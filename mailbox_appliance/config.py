@@ -354,7 +354,7 @@ def load(path=None):
             values[section][key] = _value(parser, path, section, key, setting, values)
 
     server = ServerSettings(
-        hostname=values["server"]["hostname"] or parse_hostname(socket.getfqdn()),
+        hostname=values["server"]["hostname"] or _machine_hostname(path),
         data_dir=values["server"]["data_dir"],
         domains=values["server"]["domains"],
     )
@@ -371,6 +371,15 @@ def load(path=None):
         limits=LimitsSettings(**values["limits"]),
         outbound=OutboundSettings(**values["outbound"]),
     )
+
+
+def _machine_hostname(path):
+    name = socket.getfqdn()
+    try:
+        return parse_hostname(name)
+    except _BadValue:
+        raise ConfigError(path, "server", "hostname",
+                          f"the machine's name {name!r} is not a usable host name; set hostname") from None
 
 
 def _reject_unknown(parser, path):
