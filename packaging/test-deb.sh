@@ -36,6 +36,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/mailbox-appliance-test-deb.XXXXXX")
 SERVICE_PID=
 SERVICE_LOG=
 PASSED=0
+PASSWORD='correct horse battery staple'
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -185,6 +186,31 @@ wait_for_mail() {
     fail "the message $1 did not arrive in $MAILDIR/new within 30s"
 }
 
+# read_over_imap TOKEN...: log in as $ADDRESS over IMAPS (127.0.0.1:993) and find each message.
+read_over_imap() {
+    python3 - "$ADDRESS" "$PASSWORD" "$@" <<'EOF'
+import imaplib, ssl, sys
+
+address, password, *tokens = sys.argv[1:]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE  # the package's certificate is self-signed
+with imaplib.IMAP4_SSL("127.0.0.1", 993, ssl_context=context, timeout=30) as imap:
+    imap.login(address, password)
+    imap.select("INBOX")
+    for token in tokens:
+        status, found = imap.uid("SEARCH", None, "HEADER", "Message-ID", f"<{token}@example.org>")
+        assert status == "OK" and len(found[0].split()) == 1, (token, status, found)
+        status, data = imap.uid("FETCH", found[0].split()[0], "(BODY.PEEK[TEXT])")
+        assert status == "OK" and token.encode() in data[0][1], (token, data)
+        print(f"  read <{token}@example.org> over IMAPS as {address}")
+    imap.logout()
+EOF
+}
+
+# mail_file TOKEN: the Maildir file holding TOKEN (in new/ or, once an IMAP client saw it, cur/).
+mail_file() { grep -l -F "$1" "$MAILDIR"/new/* "$MAILDIR"/cur/* 2>/dev/null | head -n1; }
+
 admin() { echo "# mailbox-appliance-admin $*" >&2; mailbox-appliance-admin "$@"; }
 
 # -- preconditions ---------------------------------------------------------------------------
@@ -308,7 +334,7 @@ fi
 
 step "accounts with the installed admin command"
 admin domain add "$DOMAIN"
-printf 'correct horse battery staple\n' | admin user add "$ADDRESS" --password-stdin
+printf '%s\n' "$PASSWORD" | admin user add "$ADDRESS" --password-stdin
 admin check-config | sed 's/^/  /'
 expect "admin user list" "$(admin user list)" "$ADDRESS"
 for file in "$DATA/users" "$DATA/domains"; do
@@ -336,8 +362,6 @@ setpriv --reuid="$(unit_value User)" --regid="$(unit_value Group)" --init-groups
     || fail "ExecReload: $(unit_value ExecReload)"
 wait_for_log "SIGHUP: users, aliases and domains files re-read"
 check "the service is still running after the reload" kill -0 "$SERVICE_PID"
-# TODO(issue 4): read the message back over IMAP (127.0.0.1:143, LOGIN $ADDRESS with the
-# password above, SELECT INBOX, FETCH the message with $TOKEN1) once the IMAP store lands.
 stop_service
 
 # -- upgrade ---------------------------------------------------------------------------------
@@ -362,6 +386,8 @@ send_mail "$TOKEN2"
 MAIL2=$(wait_for_mail "$TOKEN2")
 ok "delivered to $MAIL2"
 check "the first message is still there" test -f "$MAIL1"
+read_over_imap "$TOKEN1" "$TOKEN2" || fail "reading the mail back over IMAP"
+ok "both messages read back over IMAP after the upgrade"
 stop_service
 
 # -- remove, purge ---------------------------------------------------------------------------
@@ -373,7 +399,7 @@ check "the plugin is gone" test ! -e "$PLUGIN"
 grep -aq mailbox_appliance_plugin "$PLUGIN_CACHE" && fail "$PLUGIN_CACHE still lists the removed plugin"
 ok "python3-twisted rebuilt $PLUGIN_CACHE without the plugin (trigger)"
 check "remove keeps $CONFIG" test -f "$CONFIG"
-check "remove keeps the mail" test -f "$MAIL1"
+check "remove keeps the mail" test -n "$(mail_file "$TOKEN1")"
 check "remove keeps the user" sh -c "getent passwd $SERVICE_USER >/dev/null"
 
 step "apt-get purge, not confirmed (debconf default: keep)"
@@ -381,7 +407,7 @@ apt-get purge -y -q "$PACKAGE" </dev/null >"$WORK/purge.log" 2>&1 || { cat "$WOR
 grep 'mailbox-appliance: kept' "$WORK/purge.log" || fail "purge did not say what it kept"
 expect "package state" "$(package_status)" ""
 check "purge removes the conffile $CONFIG" test ! -e "$CONFIG"
-check "unconfirmed purge keeps the mail" test -f "$MAIL1"
+check "unconfirmed purge keeps the mail" test -n "$(mail_file "$TOKEN1")"
 check "unconfirmed purge keeps the users file" test -f "$DATA/users"
 check "unconfirmed purge keeps the key" test -f "$TLS_DIR/private-key.pem"
 check "unconfirmed purge keeps the user" sh -c "getent passwd $SERVICE_USER >/dev/null"
@@ -390,7 +416,7 @@ step "reinstall: the same mail, users and certificate"
 apt-get install -y -q "./$UPGRADE_DEB" </dev/null >"$WORK/reinstall.log" 2>&1 || { cat "$WORK/reinstall.log" >&2; fail "apt-get install ./$UPGRADE_DEB"; }
 expect "the reinstalled users" "$(admin user list)" "$ADDRESS"
 expect "the certificate is kept" "$(sha "$TLS_DIR/certificate.pem")" "${BEFORE[$TLS_DIR/certificate.pem]}"
-check "the mail is there" test -f "$MAIL1"
+check "the mail is there" test -n "$(mail_file "$TOKEN1")"
 grep -q 'a local change the upgrade must keep' "$CONFIG" && fail "the purged local change is back"
 ok "$CONFIG is the packaged one again"
 
