@@ -7,9 +7,8 @@ The queue never imports this module; service.py hands the queue a deliver functi
 
 import os
 
-from mailbox_appliance.accounts.addresses import split_address
 from mailbox_appliance.maildir import delivery as maildir_delivery
-from mailbox_appliance.maildir.layout import create_user_maildir, user_maildir
+from mailbox_appliance.maildir.layout import ensure_user_maildir
 from mailbox_appliance.smtp.headers import return_path
 
 
@@ -42,7 +41,7 @@ class Delivery:
         # Called with each new spool entry's envelope once it is durable (the queue runner's
         # enqueued); set by service.py, which builds the runner after this.
         self.on_queued = lambda envelope: None
-        self._maildirs = set()
+        self._maildirs = {}
 
     def new_id(self):
         return self.spool.new_id()
@@ -70,10 +69,7 @@ class Delivery:
         return result.addCallback(stored)
 
     def _maildir(self, mailbox):
-        local_part, domain = split_address(mailbox)
-        path = user_maildir(self.data_dir, domain, local_part)
-        if path not in self._maildirs:
-            # A user added by editing the users file by hand has no Maildir yet.
-            create_user_maildir(path)
-            self._maildirs.add(path)
+        path = self._maildirs.get(mailbox)
+        if path is None:
+            path = self._maildirs[mailbox] = ensure_user_maildir(self.data_dir, mailbox)
         return path

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 from twisted.cred.portal import IRealm
-from twisted.mail import pop3
 from zope.interface import Attribute, Interface, implementer
 
 from mailbox_appliance.smtp.policy import ISMTPSender, SMTPSender
@@ -23,12 +22,11 @@ class MailUser:
 
 @implementer(IRealm)
 class MailRealm:
-    """Avatars for SMTP AUTH (ISMTPSender), IMAP (IMailUser) and POP3 (IMailbox); the avatar id
-    is the user's address.
+    """Avatars for SMTP AUTH (ISMTPSender) and the mail store (IMailUser, for IMAP and POP3); the
+    avatar id is the user's address.
 
-    The IMAP server opens the user's Maildir itself (imap/account.py), through the folder state
-    shared by every session.  Until the POP3 issue serves the Maildir, POP3 logs in to Twisted's
-    empty mailbox.
+    The IMAP and POP3 servers open the user's Maildir themselves, through the folder state shared
+    by every session (maildir/mailbox.py).
     """
 
     def requestAvatar(self, avatarId, mind, *interfaces):
@@ -37,6 +35,4 @@ class MailRealm:
                 return interface, SMTPSender(avatarId), lambda: None
             if interface is IMailUser:
                 return interface, MailUser(avatarId), lambda: None
-            if interface is pop3.IMailbox:
-                return interface, pop3.Mailbox(), lambda: None
         raise NotImplementedError("no avatar for " + ", ".join(map(str, interfaces)))

@@ -18,7 +18,7 @@ from mailbox_appliance.delivery import Delivery
 from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.imap.server import IMAPFactory
 from mailbox_appliance.login_throttle import LoginThrottle
-from mailbox_appliance.pop3 import POP3Factory
+from mailbox_appliance.pop3.server import POP3Factory
 from mailbox_appliance.queue.dkim_signing import Signer
 from mailbox_appliance.queue.mx import make_resolver
 from mailbox_appliance.queue.outbound import Outbound, Relay
@@ -131,8 +131,8 @@ def makeService(settings, reactor=None):
         "submissions": ("smtp", lambda: smtp("submissions")),
         "imap": ("imap", lambda: IMAPFactory(settings, portal, throttle, tls_context, reactor)),
         "imaps": ("imap", lambda: IMAPFactory(settings, portal, throttle, tls_context, reactor, implicit_tls=True)),
-        "pop3": ("pop3", lambda: POP3Factory(portal)),
-        "pop3s": ("pop3", lambda: POP3Factory(portal)),
+        "pop3": ("pop3", lambda: POP3Factory(settings, portal, throttle, tls_context, reactor)),
+        "pop3s": ("pop3", lambda: POP3Factory(settings, portal, throttle, tls_context, reactor, implicit_tls=True)),
     }
     connections = ConnectionLimit(limits.max_connections)
     appliance = service.MultiService()

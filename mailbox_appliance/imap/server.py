@@ -12,9 +12,7 @@ here, because Twisted's versions are wrong for our users (the IMAP issue's defec
 * every folder and message command (folder_commands.py, message_commands.py).
 """
 
-import binascii
 import secrets
-from base64 import b64decode
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -23,8 +21,8 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
-from mailbox_appliance.accounts.addresses import split_address
-from mailbox_appliance.maildir.layout import create_user_maildir, user_maildir
+from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
+from mailbox_appliance.maildir.layout import ensure_user_maildir
 from mailbox_appliance.maildir.mailbox import shared_registry
 from mailbox_appliance.realm import IMailUser
 
@@ -189,15 +187,11 @@ class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
             self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
             return
         try:
-            parts = b64decode(line.strip(), validate=True).split(b"\0")
-        except (binascii.Error, ValueError):
-            parts = []
-        if len(parts) != 3:
-            self.sendBadResponse(tag, b"AUTHENTICATE PLAIN wants base64 of authzid NUL user NUL password")
+            credentials = plain_credentials(line.strip())
+        except MalformedResponse as problem:
+            self.sendBadResponse(tag, str(problem).encode("ascii"))
             return
-        authzid, user, password = parts
-        # Acting as another user is not offered: such a login fails like a wrong password.
-        self._login(tag, UsernamePassword(user if authzid in (b"", user) else b"", password))
+        self._login(tag, credentials)
 
     def _login(self, tag, credentials):
         throttle = self.factory.throttle
@@ -211,9 +205,7 @@ class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
     def _logged_in(self, login, tag):
         _interface, user, logout = login
         self.factory.throttle.succeeded(self.client_address)
-        local_part, domain = split_address(user.address)
-        maildir = user_maildir(self.factory.data_dir, domain, local_part)
-        create_user_maildir(maildir)          # a user added by hand has none yet
+        maildir = ensure_user_maildir(self.factory.data_dir, user.address)
         self.account = MaildirAccount(user.address, maildir, self.factory.folders)
         self._onLogout = logout
         self.state = "auth"

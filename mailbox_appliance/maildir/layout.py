@@ -25,7 +25,7 @@ from mailbox_appliance.atomic import atomic_replace, sync_dir
 
 __all__ = [
     "SPECIAL_FOLDERS", "SUBSCRIPTIONS_FILE", "UnsafeFolderName",
-    "user_maildir", "create_user_maildir", "make_maildir", "folder_path",
+    "user_maildir", "ensure_user_maildir", "create_user_maildir", "make_maildir", "folder_path",
     "read_subscriptions", "write_subscriptions",
 ]
 
@@ -115,6 +115,15 @@ def make_maildir(path, folder=False):
     if created:
         sync_dir(path)
     return created
+
+
+def ensure_user_maildir(data_dir, address):
+    """The Maildir of *address* (user@domain), created with its special-use folders if it does not
+    exist yet: a user added by editing the users file by hand has none."""
+    localpart, _, domain = address.rpartition("@")
+    path = user_maildir(data_dir, domain, localpart)
+    create_user_maildir(path)
+    return path
 
 
 def create_user_maildir(path):

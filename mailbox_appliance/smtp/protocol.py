@@ -25,6 +25,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
 from mailbox_appliance.smtp import content
 from mailbox_appliance.tls import negotiated_version
 from mailbox_appliance.smtp.reply import Reply
@@ -315,30 +316,23 @@ class SMTPServer(Protocol, TimeoutMixin):
     def _auth_response(self, line):
         self._mode = "command"
         mechanism, answers = self._auth_step
+        self._auth_step = None
         if line == b"*":
-            self._auth_step = None
             return self._reply(Reply(501, "5.0.0", "Authentication cancelled"))
         try:
-            decoded = b"" if line == b"=" else base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            self._auth_step = None
-            return self._error(Reply(501, "5.5.2", "Cannot decode the base64 response"))
-        answers.append(decoded)
-        if mechanism == b"LOGIN" and len(answers) == 1:
-            return self._auth_challenge(b"Password:")
-        if mechanism == b"PLAIN":
-            parts = decoded.split(b"\0")
-            if len(parts) != 3:
-                self._auth_step = None
-                return self._error(Reply(501, "5.5.2", "PLAIN response must be authzid NUL authcid NUL password"))
-            authzid, username, password = parts
-            if authzid and authzid != username:
-                username = b""  # acting as another user is not offered: fail like a wrong password
-        else:
-            username, password = answers
-        self._auth_step = None
+            if mechanism == b"PLAIN":
+                credentials = plain_credentials(line)
+            else:
+                answers.append(b"" if line == b"=" else base64.b64decode(line, validate=True))
+                if len(answers) == 1:
+                    self._auth_step = (mechanism, answers)
+                    return self._auth_challenge(b"Password:")
+                credentials = UsernamePassword(*answers)
+        except (MalformedResponse, binascii.Error, ValueError) as problem:
+            text = str(problem) if isinstance(problem, MalformedResponse) else "Cannot decode the base64 response"
+            return self._error(Reply(501, "5.5.2", text))
         self._mode = "busy"
-        result = self.portal.login(UsernamePassword(username, password), None, self.policy.avatar_interface)
+        result = self.portal.login(credentials, None, self.policy.avatar_interface)
         result.addCallbacks(self._auth_succeeded, self._auth_failed)
         result.addErrback(self._unexpected, "AUTH")
 
