@@ -73,6 +73,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--profile", metavar="FILE", help="run the appliance under cProfile, stats saved to FILE")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         spool = Spool(os.path.join(directory, "data", "queue"))
@@ -107,7 +108,8 @@ def main():
                 smtp_port = {sink.port}
                 """))
         started = time.perf_counter()
-        appliance = subprocess.Popen([TWISTD, "-n", "--pidfile=", "mailbox-appliance", "--config", config],
+        profile = ["--profile", arguments.profile, "--profiler", "cprofile", "--savestats"] if arguments.profile else []
+        appliance = subprocess.Popen([TWISTD, "-n", "--pidfile=", *profile, "mailbox-appliance", "--config", config],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         log = []
         threading.Thread(target=lambda: log.extend(appliance.stdout), daemon=True).start()

@@ -188,25 +188,45 @@ def send(reader, hostname, sender, recipients, message, tls_context=None, requir
         parameters += b" BODY=8BITMIME"
     if "SIZE" in extensions:
         parameters += b" SIZE=%d" % len(message)
-    reply = yield reader.command(b"MAIL FROM:<" + sender.encode("utf-8") + b">" + parameters)
-    if not reply.positive:
+    # RFC 2920: with PIPELINING, MAIL, every RCPT and DATA go in one write and their replies are
+    # read in order; the message and QUIT go in another.  Two round trips instead of 3 + RCPTs.
+    pipelining = "PIPELINING" in extensions
+    commands = [b"MAIL FROM:<" + sender.encode("utf-8") + b">" + parameters]
+    commands += [b"RCPT TO:<" + address.encode("utf-8") + b">" for address in recipients]
+    replies = []
+    if pipelining:
+        reader.transport.write(b"".join(command + b"\r\n" for command in commands + [b"DATA"]))
+        for _ in range(len(commands) + 1):
+            replies.append((yield reader.next_reply()))
+    else:
+        replies.append((yield reader.command(commands[0])))
+    mail = replies[0]
+    if not mail.positive:
         yield _quit(reader)
-        raise SessionFailure(reply.text, reply.permanent)
-
-    results = {}
-    for address in recipients:
-        results[address] = yield reader.command(b"RCPT TO:<" + address.encode("utf-8") + b">")
+        raise SessionFailure(mail.text, mail.permanent)
+    if not pipelining:
+        for command in commands[1:]:
+            replies.append((yield reader.command(command)))
+    results = dict(zip(recipients, replies[1:len(commands)]))
     accepted = [address for address, reply in results.items() if reply.positive]
-    if accepted:
-        reply = yield reader.command(b"DATA")
-        if reply.code != 354:
-            yield _quit(reader)
-            raise SessionFailure(reply.text, reply.permanent)
-        reader.transport.write(dot_stuff(message))
-        final = yield reader.next_reply()
-        for address in accepted:
-            results[address] = final
-    yield _quit(reader)
+    if not accepted:
+        if pipelining and replies[-1].code == 354:
+            # A server that said 354 with no recipient: give it an empty message to refuse.
+            yield reader.command(b".")
+        yield _quit(reader)
+        return results, tls_version
+    data = replies[-1] if pipelining else (yield reader.command(b"DATA"))
+    if data.code != 354:
+        yield _quit(reader)
+        raise SessionFailure(data.text, data.permanent)
+    reader.transport.write(dot_stuff(message) + (b"QUIT\r\n" if pipelining else b""))
+    final = yield reader.next_reply()
+    for address in accepted:
+        results[address] = final
+    if pipelining:
+        yield _read_quit(reader)
+    else:
+        yield _quit(reader)
     return results, tls_version
 
 
@@ -237,8 +257,15 @@ def _authenticate(reader, credentials, extensions, tls_version):
 
 @defer.inlineCallbacks
 def _quit(reader):
+    reader.transport.write(b"QUIT\r\n")
+    yield _read_quit(reader)
+
+
+@defer.inlineCallbacks
+def _read_quit(reader):
+    """The answer to QUIT matters to no one; only the connection is closed after it."""
     try:
-        yield reader.command(b"QUIT")
+        yield reader.next_reply()
     except SessionFailure:
         pass
     reader.transport.loseConnection()

@@ -86,9 +86,13 @@ class Session:
                 else:
                     recipients.append(address)
                     await self.reply("250 2.1.5 ok")
+            elif verb == b"DATA" and not recipients:
+                await self.reply("554 5.5.1 no valid recipients")
             elif verb == b"DATA":
                 await self.reply("354 go ahead")
-                data = await self.reader.readuntil(b"\r\n.\r\n")
+                data = b""
+                while not data.endswith(b"\r\n.\r\n") and data != b".\r\n":
+                    data += await self.reader.readline()
                 if self.behaviour == "drop-data":
                     self.writer.transport.abort()
                     return
