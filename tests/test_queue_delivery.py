@@ -73,10 +73,11 @@ def test_no_mx_falls_back_to_the_address_record(office, world):
     assert world.received()[0][0]["host"] == "127.0.0.2"
 
 
-def test_a_server_without_starttls_still_gets_the_mail(office, world):
-    _submit(office, ["friend@plain.test"])
-    office.appliance.wait_for_log(r"done, 1 delivered")
-    assert world.received()[0][0]["tls"] is False
+def test_a_server_without_starttls_or_pipelining_still_gets_the_mail(office, world):
+    _submit(office, ["friend@plain.test", "perm-x@plain.test", "other@plain.test"])
+    office.appliance.wait_for_log(r"done, 2 delivered, 1 failed")
+    [(envelope, _)] = world.received()
+    assert envelope["tls"] is False and envelope["recipients"] == ["friend@plain.test", "other@plain.test"]
 
 
 def test_permanent_failures_are_bounced_once_with_every_failed_recipient(office, world):

@@ -4,7 +4,7 @@
 
 Listens on one port (printed as "smtp listening on PORT") on each loopback HOST, behaving as:
   accept     accept everything; STARTTLS offered
-  plain      accept everything; no STARTTLS
+  plain      accept everything; an old server: no STARTTLS, no PIPELINING
   greet421   answer the greeting with 421 and close
   drop-data  close the connection in the middle of DATA
   slow       wait 2 seconds before every reply
@@ -51,7 +51,9 @@ class Session:
                 return
             verb = line[:4].upper()
             if verb == b"EHLO":
-                extensions = ["PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE 100000000"]
+                extensions = ["8BITMIME", "SMTPUTF8", "SIZE 100000000"]
+                if self.behaviour != "plain":
+                    extensions.insert(0, "PIPELINING")
                 if self.behaviour != "plain" and not self.tls:
                     extensions.append("STARTTLS")
                 if self.behaviour == "auth" and self.tls:
