@@ -23,9 +23,10 @@ from mailbox_appliance.queue.spool import UnknownEntry
 
 CONTROL_DIRECTORY = "control"
 CONTROL_POLL_SECONDS = 1.0
-# Messages being delivered at once, and sessions at once per destination.
+# Messages being delivered at once, and sessions at once per destination (Postfix's
+# default_destination_concurrency_limit is 20 too).
 MAX_ACTIVE_DELIVERIES = 100
-MAX_ACTIVE_PER_DOMAIN = 10
+MAX_ACTIVE_PER_DOMAIN = 20
 
 
 class QueueRunner(Service):
