@@ -50,7 +50,7 @@ def test_delivered_to_the_best_mx_with_starttls_byte_for_byte(office, world):
     office.appliance.wait_for_log(r"queue \w+: done, 1 delivered, 0 failed")
     [(envelope, wire)] = world.received()
     assert envelope == {"sender": "<alice@example.test>", "recipients": ["friend@good.test"],
-                        "host": "127.0.0.2", "tls": True, "user": None}
+                        "host": "127.0.0.2", "tls": True, "user": None, "connection": 1}
     # What crossed the wire is the stored message, dot-stuffed (RFC 5321 §4.5.2) and nothing else:
     # no CR CR LF, every leading dot doubled, ended by CRLF "." CRLF.
     assert b"\r\r\n" not in wire
@@ -58,6 +58,14 @@ def test_delivered_to_the_best_mx_with_starttls_byte_for_byte(office, world):
     line = office.appliance.wait_for_log(r"delivery \w+ to <friend@good.test> via mx1.good.test \[127.0.0.2\] tls=TLSv1")
     assert "250 2.0.0 accepted as 1" in line
     assert office.queued() == []
+
+
+def test_messages_to_one_server_share_a_connection(office, world):
+    _submit(office, ["first@good.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered")
+    _submit(office, ["second@good.test"])
+    office.appliance.wait_for_log(r"done, 1 delivered", count=2)
+    assert [envelope["connection"] for envelope, _ in world.received()] == [1, 1]
 
 
 def test_a_host_that_is_down_is_skipped_for_the_next_mx(office, world):

@@ -20,6 +20,10 @@ from mailbox_appliance.queue import smtp_client
 from mailbox_appliance.queue.mx import DestinationError, MailHost, host_addresses, mail_hosts
 
 CONNECT_TIMEOUT_SECONDS = 30
+# A session whose message went through is kept open this long for the next message to the same
+# server (Postfix's smtp_connection_cache_time_limit is 2 s), at most this many per server.
+IDLE_SESSION_SECONDS = 5
+MAX_IDLE_SESSIONS_PER_HOST = 20
 # RFC 5321 §4.5.3.2 asks for 5 minutes for most replies and 10 for the end of DATA; one bound
 # for all keeps the code simple and errs on the patient side.
 REPLY_TIMEOUT_SECONDS = 600
@@ -52,6 +56,7 @@ class Outbound:
                  reply_timeout=REPLY_TIMEOUT_SECONDS):
         self.reactor = reactor
         self.relay = relay
+        self._idle = {}          # (address, port) -> [(Session, expiry timer)]
         self.resolver = resolver
         self.port = port
         self.hostname = hostname
@@ -100,9 +105,25 @@ class Outbound:
 
     @defer.inlineCallbacks
     def _session(self, address, sender, recipients, message):
-        relay = self.relay
+        """One transaction with the server at *address*: on an idle session left open by an
+        earlier message if there is one, else on a new connection."""
+        port = self.relay.port if self.relay else self.port
+        key = (address, port)
+        while self._idle.get(key):
+            session, timer = self._idle[key].pop()
+            timer.cancel()
+            try:
+                result = yield self._transact(key, session, sender, recipients, message)
+                return result
+            except smtp_client.SessionFailure:
+                continue      # the server closed it meanwhile: not this host's failure, try anew
+        session = yield self._connect(address, port)
+        result = yield self._transact(key, session, sender, recipients, message)
+        return result
+
+    @defer.inlineCallbacks
+    def _connect(self, address, port):
         endpoint_class = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
-        port = relay.port if relay else self.port
         endpoint = endpoint_class(self.reactor, address, port, timeout=CONNECT_TIMEOUT_SECONDS)
         reader = smtp_client.ReplyReader(self.reactor, self.reply_timeout)
         factory = Factory.forProtocol(lambda: reader)
@@ -111,12 +132,27 @@ class Outbound:
             yield endpoint.connect(factory)
         except Exception as problem:
             raise smtp_client.SessionFailure(f"cannot connect: {problem.__class__.__name__}") from None
+        relay = self.relay
         if relay is None:
-            result = yield smtp_client.send(reader, self.hostname, sender, recipients, message, self.tls_context)
+            session = yield smtp_client.open_session(reader, self.hostname, self.tls_context)
         else:
-            result = yield smtp_client.send(reader, self.hostname, sender, recipients, message, relay.tls_context,
-                                            require_tls=relay.require_tls, credentials=relay.credentials)
-        return result
+            session = yield smtp_client.open_session(reader, self.hostname, relay.tls_context,
+                                                     require_tls=relay.require_tls, credentials=relay.credentials)
+        return session
+
+    @defer.inlineCallbacks
+    def _transact(self, key, session, sender, recipients, message):
+        idle = self._idle.setdefault(key, [])
+        keep = len(idle) < MAX_IDLE_SESSIONS_PER_HOST
+        results, reusable = yield smtp_client.transact(session, sender, recipients, message, then_quit=not keep)
+        if reusable:
+            timer = self.reactor.callLater(IDLE_SESSION_SECONDS, self._expire, key, session)
+            idle.append((session, timer))
+        return results, session.tls_version
+
+    def _expire(self, key, session):
+        self._idle[key] = [(idle, timer) for idle, timer in self._idle[key] if idle is not session]
+        smtp_client.close_session(session)
 
     @staticmethod
     def _all(recipients, delivered, permanent, reply, remote_mta):

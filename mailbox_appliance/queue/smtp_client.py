@@ -146,41 +146,55 @@ def _extensions(reply):
     return found
 
 
-@defer.inlineCallbacks
-def send(reader, hostname, sender, recipients, message, tls_context=None, require_tls=False,
-         credentials=None):
-    """Run one session on a connected ReplyReader.
+@dataclass
+class Session:
+    """A greeted session, ready for a mail transaction (RFC 5321 §3.3) and, after one ends with
+    DATA, for the next: a connection to a busy destination carries many messages."""
 
-    Returns (per-recipient {address: Reply}, tls version or None).  Raises SessionFailure when
-    the session fails as a whole.  STARTTLS is used whenever offered and *tls_context* is given;
-    *require_tls* makes its absence a temporary failure (smart host).  *credentials* is
-    (user, password) for AUTH PLAIN, only ever sent over TLS.
-    """
+    reader: ReplyReader
+    extensions: dict
+    tls_version: str = None
+
+
+@defer.inlineCallbacks
+def open_session(reader, hostname, tls_context=None, require_tls=False, credentials=None):
+    """Greeting, EHLO, STARTTLS whenever offered and *tls_context* is given, AUTH PLAIN with
+    *credentials* (user, password; only ever over TLS).  *require_tls* makes a server without
+    STARTTLS a temporary failure (smart host).  Raises SessionFailure."""
     greeting = yield reader.next_reply()
     if greeting.code != 220:
         # Even a 554 greeting only means this host will not serve us: try the next one.
         raise SessionFailure(f"greeting: {greeting.text}")
     ehlo = yield _hello(reader, hostname)
-    extensions = _extensions(ehlo) if ehlo else {}
-    tls_version = None
-    if tls_context is not None and "STARTTLS" in extensions:
+    session = Session(reader, _extensions(ehlo) if ehlo else {})
+    if tls_context is not None and "STARTTLS" in session.extensions:
         reply = yield reader.command(b"STARTTLS")
         if reply.code == 220:
             reader.transport.startTLS(tls_context)
             ehlo = yield _hello(reader, hostname)
-            extensions = _extensions(ehlo) if ehlo else {}
-            tls_version = negotiated_version(reader.transport)
-    if require_tls and tls_version is None:
-        yield _quit(reader)
+            session = Session(reader, _extensions(ehlo) if ehlo else {}, negotiated_version(reader.transport))
+    if require_tls and session.tls_version is None:
+        yield close_session(session)
         raise SessionFailure("the server does not offer STARTTLS, which this route requires")
     if credentials is not None:
-        yield _authenticate(reader, credentials, extensions, tls_version)
+        yield _authenticate(reader, credentials, session.extensions, session.tls_version)
+    return session
 
+
+@defer.inlineCallbacks
+def transact(session, sender, recipients, message, then_quit):
+    """One mail transaction: per-recipient {address: Reply}.
+
+    Returns (replies, reusable): *reusable* is True when the session is left ready for another
+    transaction (the message went through DATA and *then_quit* was false).  Raises
+    SessionFailure when the transaction fails as a whole; the session is then closed.
+    """
+    reader, extensions = session.reader, session.extensions
     needs_utf8 = not sender.isascii() or any(not address.isascii() for address in recipients)
     parameters = b""
     if needs_utf8:
         if "SMTPUTF8" not in extensions:
-            yield _quit(reader)
+            yield close_session(session)
             raise SessionFailure("550 5.6.7 the server does not support SMTPUTF8, which the addresses need "
                                  "(RFC 6531 §3.2)", permanent=True)
         parameters += b" SMTPUTF8"
@@ -189,7 +203,7 @@ def send(reader, hostname, sender, recipients, message, tls_context=None, requir
     if "SIZE" in extensions:
         parameters += b" SIZE=%d" % len(message)
     # RFC 2920: with PIPELINING, MAIL, every RCPT and DATA go in one write and their replies are
-    # read in order; the message and QUIT go in another.  Two round trips instead of 3 + RCPTs.
+    # read in order; the message (and QUIT) in another.  Two round trips instead of 3 + RCPTs.
     pipelining = "PIPELINING" in extensions
     commands = [b"MAIL FROM:<" + sender.encode("utf-8") + b">" + parameters]
     commands += [b"RCPT TO:<" + address.encode("utf-8") + b">" for address in recipients]
@@ -202,7 +216,7 @@ def send(reader, hostname, sender, recipients, message, tls_context=None, requir
         replies.append((yield reader.command(commands[0])))
     mail = replies[0]
     if not mail.positive:
-        yield _quit(reader)
+        yield close_session(session)
         raise SessionFailure(mail.text, mail.permanent)
     if not pipelining:
         for command in commands[1:]:
@@ -213,21 +227,22 @@ def send(reader, hostname, sender, recipients, message, tls_context=None, requir
         if pipelining and replies[-1].code == 354:
             # A server that said 354 with no recipient: give it an empty message to refuse.
             yield reader.command(b".")
-        yield _quit(reader)
-        return results, tls_version
+        yield close_session(session)
+        return results, False
     data = replies[-1] if pipelining else (yield reader.command(b"DATA"))
     if data.code != 354:
-        yield _quit(reader)
+        yield close_session(session)
         raise SessionFailure(data.text, data.permanent)
-    reader.transport.write(dot_stuff(message) + (b"QUIT\r\n" if pipelining else b""))
+    pipelined_quit = then_quit and pipelining
+    reader.transport.write(dot_stuff(message) + (b"QUIT\r\n" if pipelined_quit else b""))
     final = yield reader.next_reply()
     for address in accepted:
         results[address] = final
-    if pipelining:
+    if pipelined_quit:
         yield _read_quit(reader)
-    else:
-        yield _quit(reader)
-    return results, tls_version
+    elif then_quit:
+        yield close_session(session)
+    return results, not then_quit
 
 
 @defer.inlineCallbacks
@@ -256,9 +271,9 @@ def _authenticate(reader, credentials, extensions, tls_version):
 
 
 @defer.inlineCallbacks
-def _quit(reader):
-    reader.transport.write(b"QUIT\r\n")
-    yield _read_quit(reader)
+def close_session(session):
+    session.reader.transport.write(b"QUIT\r\n")
+    yield _read_quit(session.reader)
 
 
 @defer.inlineCallbacks

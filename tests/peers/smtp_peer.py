@@ -10,7 +10,8 @@ Listens on one port (printed as "smtp listening on PORT") on each loopback HOST,
   slow       wait 2 seconds before every reply
   auth       a smart host: STARTTLS, then AUTH PLAIN as relayuser / relaypass, required before MAIL
 Recipients whose local part starts with "perm" get 550 5.1.1, "temp" get 451 4.2.1.
-Each accepted message is written to SPOOL_DIR as N.json (envelope, host, tls) and N.eml (the
+Each accepted message is written to SPOOL_DIR as N.json (envelope, host, tls, connection number)
+and N.eml (the
 octets exactly as they came over the wire before un-stuffing: DATA "as sent").
 """
 
@@ -23,6 +24,7 @@ import ssl
 import sys
 
 COUNTER = itertools.count(1)
+CONNECTIONS = itertools.count(1)
 
 
 class Session:
@@ -31,6 +33,7 @@ class Session:
         self.behaviour, self.spool, self.tls_context, self.host = behaviour, spool, tls_context, host
         self.tls = False
         self.user = None
+        self.connection = next(CONNECTIONS)
 
     async def reply(self, text):
         if self.behaviour == "slow":
@@ -103,7 +106,7 @@ class Session:
                     handle.write(data)
                 with open(os.path.join(self.spool, f"{number}.json"), "w") as handle:
                     json.dump({"sender": sender, "recipients": recipients, "host": self.host, "tls": self.tls,
-                               "user": self.user}, handle)
+                               "user": self.user, "connection": self.connection}, handle)
                 await self.reply(f"250 2.0.0 accepted as {number}")
             elif verb == b"RSET" or verb == b"NOOP":
                 await self.reply("250 2.0.0 ok")
