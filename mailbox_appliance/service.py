@@ -136,6 +136,8 @@ def makeService(settings, reactor=None):
     }
     connections = ConnectionLimit(limits.max_connections)
     appliance = service.MultiService()
+    # First, so SIGHUP is handled before any listener says it is listening.
+    ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
     for name, endpoint, implicit_tls in settings.listen.enabled():
         protocol, make_factory = factories[name]
         factory = make_factory()
@@ -147,7 +149,6 @@ def makeService(settings, reactor=None):
             factory.noisy = False
         ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
     runner.setServiceParent(appliance)
-    ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
     return appliance
 
 

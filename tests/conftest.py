@@ -105,3 +105,23 @@ def appliance(config_path):
     running = Appliance(config_path)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A DNS server and SMTP peers on loopback (outbound_world.py), for the queue's tests."""
+    from outbound_world import World
+
+    world = World(str(tmp_path))
+    yield world
+    world.stop()
+
+
+@pytest.fixture
+def connected_office(tmp_path, world):
+    """A running appliance whose queue delivers into *world*."""
+    from outbound_helpers import office_for
+
+    office = office_for(world, tmp_path).start()
+    yield office
+    office.appliance.stop()

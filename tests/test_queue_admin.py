@@ -6,14 +6,12 @@ import dkim
 import pytest
 
 from appliance import admin
-from test_queue_delivery import MESSAGE, _bounces, _office, _submit, world  # noqa: F401 (fixture)
+from outbound_helpers import reports, submit
 
 
 @pytest.fixture
-def office(tmp_path, world):  # noqa: F811
-    office = _office(tmp_path, world)
-    yield office
-    office.appliance.stop()
+def office(connected_office):
+    return connected_office
 
 
 def _run(office, *arguments):
@@ -23,7 +21,7 @@ def _run(office, *arguments):
 
 
 def test_list_retry_flush_bounce_and_delete(office):
-    _submit(office, ["x@servfail.test"])
+    submit(office, ["x@servfail.test"])
     office.appliance.wait_for_log(r"attempt 1 done", timeout=30)
     listing = _run(office, "queue", "list")
     queue_id = re.match(r"(\w+)  from <alice@example.test>  attempts 1  next ", listing).group(1)
@@ -36,17 +34,17 @@ def test_list_retry_flush_bounce_and_delete(office):
 
     _run(office, "queue", "bounce", queue_id)
     office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored", timeout=30)
-    [bounce] = _bounces(office)
+    [bounce] = reports(office)
     assert "Returned by the postmaster" in bounce.as_string()
     assert _run(office, "queue", "list").strip() == "the queue is empty"
 
-    _submit(office, ["y@servfail.test"])
+    submit(office, ["y@servfail.test"])
     office.appliance.wait_for_log(r"attempt 1 done", timeout=30, count=2)
     [entry] = office.queued()
     _run(office, "queue", "delete", entry.id)
     office.appliance.wait_for_log(rf"queue control: delete {entry.id}")
     assert office.queued() == []
-    assert len(_bounces(office)) == 1
+    assert len(reports(office)) == 1
 
 
 def test_unknown_queue_id(office):
@@ -62,7 +60,7 @@ def test_dkim_signature_verifies(office, world):
     record = "".join(re.findall(r'"([^"]*)"', output.split("\n")[1]))
     assert record.startswith("v=DKIM1; k=rsa; p=")
 
-    _submit(office, ["friend@good.test"])
+    submit(office, ["friend@good.test"])
     office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
     [(_, wire)] = world.received()
     assert wire.startswith(b"DKIM-Signature: ")
@@ -78,7 +76,7 @@ def test_dkim_signature_verifies(office, world):
 
 def test_a_domain_without_key_is_sent_unsigned_with_a_warning(office, world):
     office.appliance.wait_for_log(r"domain example.test has no DKIM key")
-    _submit(office, ["friend@good.test"])
+    submit(office, ["friend@good.test"])
     office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
     [(_, wire)] = world.received()
     assert b"DKIM-Signature" not in wire

@@ -1,52 +1,21 @@
 """The outbound queue against real peers on loopback: a DNS server with a test zone and SMTP
 servers that accept, refuse, drop, stall or are not there (tests/outbound_world.py)."""
 
-import email
-import email.policy
-import json
 import os
 
 import pytest
 
-from conftest import Office
-from outbound_world import World
-
-MESSAGE = (b"From: alice@example.test\r\nTo: friend@good.test\r\nSubject: quarterly report\r\n"
-           b"Message-ID: <q3@example.test>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n"
-           b"Figures attached.\r\n")
+from outbound_helpers import MESSAGE, office_for, reports, submit
 
 
 @pytest.fixture
-def world(tmp_path):
-    world = World(str(tmp_path))
-    yield world
-    world.stop()
-
-
-def _office(tmp_path, world, extra=""):
-    return Office(str(tmp_path), extra=extra, resolver=world.resolver, smtp_port=world.smtp_port).start()
-
-
-@pytest.fixture
-def office(tmp_path, world):
-    office = _office(tmp_path, world)
-    yield office
-    office.appliance.stop()
-
-
-def _submit(office, recipients, message=MESSAGE, sender="alice@example.test"):
-    client = office.smtp("submission", login="alice@example.test")
-    client.sendmail(sender, recipients, message)
-    client.quit()
-
-
-def _bounces(office):
-    return [email.message_from_bytes(stored, policy=email.policy.default) for stored in office.inbox("alice")]
+def office(connected_office):
+    return connected_office
 
 
 def test_delivered_to_the_best_mx_with_starttls_byte_for_byte(office, world):
     message = MESSAGE + b".a line starting with a dot\r\n..\r\n.\r\nend\r\n"
-    _submit(office, ["friend@good.test"], message)
+    submit(office, ["friend@good.test"], message)
     office.appliance.wait_for_log(r"queue \w+: done, 1 delivered, 0 failed")
     [(envelope, wire)] = world.received()
     assert envelope == {"sender": "<alice@example.test>", "recipients": ["friend@good.test"],
@@ -61,37 +30,37 @@ def test_delivered_to_the_best_mx_with_starttls_byte_for_byte(office, world):
 
 
 def test_messages_to_one_server_share_a_connection(office, world):
-    _submit(office, ["first@good.test"])
+    submit(office, ["first@good.test"])
     office.appliance.wait_for_log(r"done, 1 delivered")
-    _submit(office, ["second@good.test"])
+    submit(office, ["second@good.test"])
     office.appliance.wait_for_log(r"done, 1 delivered", count=2)
     assert [envelope["connection"] for envelope, _ in world.received()] == [1, 1]
 
 
 def test_a_host_that_is_down_is_skipped_for_the_next_mx(office, world):
-    _submit(office, ["friend@backup.test"])
+    submit(office, ["friend@backup.test"])
     office.appliance.wait_for_log(r"done, 1 delivered")
     assert office.appliance.wait_for_log(r"via down.backup.test \[127.0.0.9\] tls=None: cannot connect")
     assert [envelope["host"] for envelope, _ in world.received()] == ["127.0.0.3"]
 
 
 def test_no_mx_falls_back_to_the_address_record(office, world):
-    _submit(office, ["friend@nomx.test"])
+    submit(office, ["friend@nomx.test"])
     office.appliance.wait_for_log(r"done, 1 delivered")
     assert world.received()[0][0]["host"] == "127.0.0.2"
 
 
 def test_a_server_without_starttls_or_pipelining_still_gets_the_mail(office, world):
-    _submit(office, ["friend@plain.test", "perm-x@plain.test", "other@plain.test"])
+    submit(office, ["friend@plain.test", "perm-x@plain.test", "other@plain.test"])
     office.appliance.wait_for_log(r"done, 2 delivered, 1 failed")
     [(envelope, _)] = world.received()
     assert envelope["tls"] is False and envelope["recipients"] == ["friend@plain.test", "other@plain.test"]
 
 
 def test_permanent_failures_are_bounced_once_with_every_failed_recipient(office, world):
-    _submit(office, ["ok@good.test", "perm-one@good.test", "someone@nullmx.test", "someone@missing.test"])
+    submit(office, ["ok@good.test", "perm-one@good.test", "someone@nullmx.test", "someone@missing.test"])
     office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored")
-    [bounce] = _bounces(office)
+    [bounce] = reports(office)
     assert bounce["From"] == "Mail Delivery System <MAILER-DAEMON@mail.example.test>"
     assert bounce["Auto-Submitted"] == "auto-replied"
     assert bounce.get_content_type() == "multipart/report"
@@ -122,40 +91,39 @@ def test_permanent_failures_are_bounced_once_with_every_failed_recipient(office,
     ("temp-x@good.test", "451 4.2.1"),
 ])
 def test_temporary_failures_stay_queued_for_a_retry(office, world, recipient, why):
-    _submit(office, [recipient])
+    submit(office, [recipient])
     office.appliance.wait_for_log(r"attempt 1 done, 1 pending, next attempt in 300s", timeout=30)
     [entry] = office.queued()
     assert entry.attempts == 1 and entry.recipients[0].state == "pending"
     assert why in entry.recipients[0].last_reply
     assert entry.next_attempt >= entry.arrival + 300 - 5
-    assert _bounces(office) == []
+    assert reports(office) == []
 
 
 def test_a_slow_server_is_waited_for(office, world):
-    _submit(office, ["friend@slow.test"])
+    submit(office, ["friend@slow.test"])
     office.appliance.wait_for_log(r"done, 1 delivered", timeout=60)
 
 
 def test_expiry_bounces_what_is_still_pending_and_warns_once_before(tmp_path, world):
-    office = _office(tmp_path, world, "")
-    office.appliance.stop()
+    office = office_for(world, tmp_path)
     with open(office.config_path) as handle:
         text = handle.read()
     with open(office.config_path, "w") as handle:
         handle.write(text.replace("[outbound]\n", "[outbound]\nretry_schedule = 1s\nwarn_after = 1s\nmax_lifetime = 4s\n"))
     office.start()
     try:
-        _submit(office, ["temp-a@good.test", "ok@good.test"])
+        submit(office, ["temp-a@good.test", "ok@good.test"])
         office.appliance.wait_for_log(r"delayed report to <alice@example.test> for <temp-a@good.test>", timeout=30)
         office.appliance.wait_for_log(r"done, 1 delivered, 1 failed", timeout=30)
         office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored", timeout=30, count=2)
-        reports = _bounces(office)
-        subjects = sorted(report["Subject"] for report in reports)
+        received = reports(office)
+        subjects = sorted(report["Subject"] for report in received)
         assert subjects == ["Delayed Mail (still being retried)", "Undelivered Mail Returned to Sender"]
-        failed = next(report for report in reports if report["Subject"].startswith("Undelivered"))
+        failed = next(report for report in received if report["Subject"].startswith("Undelivered"))
         status = list(failed.iter_parts())[1].get_payload()[1]
         assert status["Status"] == "4.4.7" and status["Action"] == "failed"
-        delayed = next(report for report in reports if report["Subject"].startswith("Delayed"))
+        delayed = next(report for report in received if report["Subject"].startswith("Delayed"))
         assert list(delayed.iter_parts())[1].get_payload()[1]["Action"] == "delayed"
         assert sum("delayed report" in line for line in office.appliance.lines) == 1
     finally:
@@ -168,12 +136,12 @@ def test_a_bounce_is_never_bounced(office, world):
     client.quit()
     office.appliance.wait_for_log(r"failed for the null sender, no report sent")
     office.appliance.wait_for_log(r"done, 0 delivered, 1 failed")
-    assert _bounces(office) == []
+    assert reports(office) == []
 
 
 def test_the_queue_survives_a_restart_and_sets_corrupt_entries_aside(tmp_path, world):
-    office = _office(tmp_path, world)
-    _submit(office, ["x@servfail.test"])
+    office = office_for(world, tmp_path).start()
+    submit(office, ["x@servfail.test"])
     office.appliance.wait_for_log(r"SERVFAIL")
     office.appliance.stop()
     [entry] = office.queued()
@@ -193,7 +161,7 @@ def test_the_queue_survives_a_restart_and_sets_corrupt_entries_aside(tmp_path, w
 def _relay_office(tmp_path, world, relay_host):
     relay = (f"relay_host = {relay_host}\nrelay_port = {world.smtp_port}\n"
              "relay_user = relayuser\nrelay_password = relaypass\n")
-    office = Office(str(tmp_path), resolver=world.resolver, smtp_port=world.smtp_port)
+    office = office_for(world, tmp_path)
     with open(office.config_path) as handle:
         text = handle.read()
     with open(office.config_path, "w") as handle:
@@ -205,7 +173,7 @@ def _relay_office(tmp_path, world, relay_host):
 def test_a_smart_host_carries_everything_with_verified_tls_and_auth(tmp_path, world):
     office = _relay_office(tmp_path, world, "relay.test")
     try:
-        _submit(office, ["friend@good.test", "other@nomx.test"])
+        submit(office, ["friend@good.test", "other@nomx.test"])
         office.appliance.wait_for_log(r"done, 2 delivered", timeout=30)
         [(envelope, _)] = world.received()
         assert envelope["host"] == "127.0.0.8" and envelope["tls"] and envelope["user"] == "relayuser"
@@ -217,7 +185,7 @@ def test_a_smart_host_carries_everything_with_verified_tls_and_auth(tmp_path, wo
 def test_a_smart_host_whose_certificate_fails_verification_is_a_temporary_failure(tmp_path, world):
     office = _relay_office(tmp_path, world, "wrongname.test")
     try:
-        _submit(office, ["friend@good.test"])
+        submit(office, ["friend@good.test"])
         office.appliance.wait_for_log(r"attempt 1 done, 1 pending", timeout=30)
         assert world.received() == []
         [entry] = office.queued()
