@@ -282,10 +282,26 @@ def check_config(arguments, settings):
     ])
 
 
+# -- Dovecot takeover ----------------------------------------------------------------------------
+
+
+def import_dovecot(arguments, settings):
+    from mailbox_appliance import dovecot_import
+
+    try:
+        outcome = dovecot_import.take_over(settings, arguments.mail_root, arguments.passwd_file, arguments.dry_run)
+    except dovecot_import.TakeoverError as error:
+        raise AdminError(str(error)) from None
+    if not outcome.complete:
+        print(outcome.report)
+        raise AdminError("the users marked REFUSED were not imported (nothing changed for them); see above")
+    return outcome.report
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="mailbox-appliance-admin", description=__doc__.splitlines()[0])
     parser.add_argument("--config", "-c", help=f"the INI configuration file (default: ${config.CONFIG_ENVIRONMENT_VARIABLE}, else the built-in defaults)")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,check-config}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,import-dovecot,check-config}")
 
     def command(subparsers, name, handler, help_text):
         sub = subparsers.add_parser(name, help=help_text)
@@ -329,6 +345,11 @@ def _parser():
         sub = command(dkim, name, handler, help_text)
         sub.add_argument("domain")
         sub.add_argument("--selector", default="mail", help="the DKIM selector (default: mail)")
+
+    sub = command(groups, "import-dovecot", import_dovecot, "take over a Dovecot Maildir tree and passwd-file")
+    sub.add_argument("--mail-root", required=True, help="Dovecot's Maildirs, as DIR/DOMAIN/USER (maildir:DIR/%%d/%%n)")
+    sub.add_argument("--passwd-file", required=True, help="Dovecot's passwd-file (user@domain:{SCHEME}hash:...)")
+    sub.add_argument("--dry-run", action="store_true", help="only report what would be done")
 
     command(groups, "check-config", check_config, "check the configuration, certificate and account files")
     return parser

@@ -115,3 +115,40 @@ def test_password_hash_is_argon2id_in_dovecot_notation():
     assert stored.startswith("{ARGON2ID}$argon2id$v=19$")
     assert passwords.verify(stored, "s\u00e9cret")
     assert not passwords.verify(stored, "secret")
+
+
+# Written by Dovecot 2.3's `doveadm pw -s SCHEME` (the second with -r 10000).
+SHA_CRYPT_HASHES = [
+    ("{SHA512-CRYPT}$6$2CNoinf.ctgn6y7x$ymracysHx5ayV3RFG3hS/vvdfZk9yX9YkaT6eEyPWJetfcgr3nnvHiNXmH18HrliNhArJqkZu12WkREJMCHAq/",
+     "p\u00e2ss word"),
+    ("{SHA512-CRYPT}$6$rounds=10000$GgQOJ4OITAPXTwbV$QhnQ2BDuZdOsqGESZmPjd4crNfPSjQ23h.DRxj.bblORq0DuB4rf2YHc9r.eo2kNdapVaEvzfUZBgB0I2u5da1",
+     "x"),
+    ("{SHA256-CRYPT}$5$L6j3B7EwkOre5Obl$1rbxs5jqZiPz.ywieOd9pYJI4mwXQPyaepE6bkyAGPA", "p\u00e2ss word"),
+]
+
+
+@pytest.mark.skipif("SHA512-CRYPT" not in passwords.VERIFIERS,
+                    reason="this Python has no crypt module with SHA-crypt (removed in Python 3.13)")
+@pytest.mark.parametrize("stored, password", SHA_CRYPT_HASHES)
+def test_dovecot_sha_crypt_hashes_verify_where_the_platform_can(stored, password):
+    assert passwords.is_supported(stored)
+    assert passwords.verify(stored, password)
+    for wrong in (password + "!", "", "nul\0byte"):
+        assert not passwords.verify(stored, wrong)
+
+
+def test_sha_crypt_is_reported_unsupported_without_a_crypt_module():
+    assert passwords.crypt_verifiers(None) == {}
+
+    class Sha256Only:
+        METHOD_SHA512, METHOD_SHA256 = "sha512", "sha256"
+        methods = ["sha256"]
+
+    assert list(passwords.crypt_verifiers(Sha256Only)) == ["SHA256-CRYPT"]
+
+
+def test_is_supported_is_exactly_what_verify_can_check():
+    for stored, _ in SHA_CRYPT_HASHES:
+        assert passwords.is_supported(stored) == (passwords.scheme_of(stored) in passwords.VERIFIERS)
+    assert not passwords.is_supported("{PLAIN-MD4}0123")
+    assert not passwords.is_supported("$6$no-scheme-prefix")

@@ -3,13 +3,29 @@
 New hashes are Argon2id (RFC 9106) with argon2-cffi's parameters.  {BLF-CRYPT} (bcrypt) is verified
 too, so that a users file taken over from Dovecot keeps working; `doveadm pw -s BLF-CRYPT` writes
 ``$2y$`` hashes, which bcrypt checks as ``$2b$`` (the same algorithm, a different label).
+
+{SHA512-CRYPT} and {SHA256-CRYPT} (glibc's ``$6$`` / ``$5$`` SHA-crypt, common in Dovecot set-ups) are
+verified where the platform can: through the standard ``crypt`` module, which Python 3.13 removed
+(PEP 594) and which exists only where the C library implements these methods.  Without it those
+schemes are simply not in VERIFIERS, so is_supported says so and `user list` flags the users.
 """
 
 import functools
+import hmac
 import re
+import warnings
 
 import argon2
 import bcrypt
+
+try:
+    with warnings.catch_warnings():
+        # crypt is deprecated (PEP 594) and gone in Python 3.13, but it is the standard library's
+        # only way to the C library's SHA-crypt; silence only its import-time warning, only here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt as _crypt
+except ImportError:
+    _crypt = None
 
 DEFAULT_SCHEME = "ARGON2ID"
 
@@ -39,10 +55,29 @@ def _verify_bcrypt(encoded, password):
         return False
 
 
+def crypt_verifiers(crypt_module):
+    """{SCHEME: verifier} for the SHA-crypt schemes *crypt_module* (``crypt``, or None when Python
+    has none) can check: only the methods the C library implements (``crypt.methods``)."""
+    if crypt_module is None:
+        return {}
+
+    def verify_crypt(encoded, password):
+        try:
+            computed = crypt_module.crypt(password, encoded)
+        except (OSError, ValueError):       # an unusable salt, a NUL in the password
+            return False
+        return computed is not None and hmac.compare_digest(computed.encode(), encoded.encode())
+
+    schemes = {"SHA512-CRYPT": "METHOD_SHA512", "SHA256-CRYPT": "METHOD_SHA256"}
+    return {scheme: verify_crypt for scheme, method in schemes.items()
+            if getattr(crypt_module, method, None) in crypt_module.methods}
+
+
 VERIFIERS = {
     "ARGON2ID": _verify_argon2,
     "ARGON2I": _verify_argon2,
     "BLF-CRYPT": _verify_bcrypt,
+    **crypt_verifiers(_crypt),
 }
 
 
@@ -58,6 +93,7 @@ def scheme_of(stored):
 
 
 def is_supported(stored):
+    """True when this platform can verify *stored*'s scheme (see VERIFIERS)."""
     return scheme_of(stored) in VERIFIERS
 
 
