@@ -109,3 +109,13 @@ def test_idle_session_is_closed_with_421():
     clock.advance(2)
     assert transport.value().endswith(b"421 4.4.2 mx.example Idle for too long; closing connection\r\n")
     assert transport.disconnecting
+
+
+@pytest.mark.parametrize("message", [b"a\r", b"a\n", b"\r", b"\n", b"a\r\n\r", b"a\r\n\n", b"a\r\r\n", b"a\n\r\n"])
+def test_a_bare_line_end_anywhere_is_refused(message):
+    assert content.problem(message, max_size=1500)[0] == 554
+
+
+@pytest.mark.parametrize("message", [b"", b"a", b"a\r\nb", b"\r\n\r\n", b"x" * 998])
+def test_clean_messages_pass(message):
+    assert content.problem(message, max_size=1500) is None
