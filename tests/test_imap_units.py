@@ -4,6 +4,7 @@ import pytest
 
 from mailbox_appliance.imap import search
 from mailbox_appliance.imap.account import FolderError, check_name, pattern_regex
+from mailbox_appliance.imap.literals import Literal
 from mailbox_appliance.imap.message_commands import uid_set
 from mailbox_appliance.imap.response import encode
 from mailbox_appliance.imap.selection import BadSequence, parse_sequence_set
@@ -61,7 +62,7 @@ def test_uid_sets_are_compact():
 
 
 def test_search_tokens_and_errors():
-    tokens = search.tokenize([b'OR (SEEN FLAGGED) SUBJECT "a \\"b\\""', search.Literal(b"lit")])
+    tokens = search.tokenize([b'OR (SEEN FLAGGED) SUBJECT "a \\"b\\""', Literal(b"lit")])
     assert tokens == [b"OR", "(", b"SEEN", b"FLAGGED", ")", b"SUBJECT", b'a "b"', b"lit"]
     for bad in ([b"SUBJECT {-1}"], [b"(SEEN"], [b"SEEN)"], [b"FROBNICATE"], [b"SINCE 2024-01-01"], [b""]):
         with pytest.raises(search.SearchError):

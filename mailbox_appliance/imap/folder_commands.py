@@ -15,12 +15,14 @@ from mailbox_appliance.maildir.keywords import MAX_KEYWORDS
 from mailbox_appliance.maildir.names import FLAG_SEEN
 
 from .account import FolderError, canonical
+from .literals import LiteralArguments
 from .response import flag_list, string
 from .selection import Selection
 
 __all__ = ["FolderCommands"]
 
-_astring = IMAP4Server.arg_astring
+# LiteralArguments' astring reads {n+} literals too (RFC 7888); the final form calls it.
+_astring = LiteralArguments.arg_astring
 _final = IMAP4Server.arg_finalastring
 
 
@@ -210,4 +212,4 @@ class FolderCommands:
         self.sendPositiveResponse(tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid))
 
     auth_APPEND = select_APPEND = (do_APPEND, _astring, IMAP4Server.opt_plist, IMAP4Server.opt_datetime,
-                                   IMAP4Server.arg_literal)
+                                   LiteralArguments.arg_literal)

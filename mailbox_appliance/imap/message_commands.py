@@ -1,5 +1,5 @@
 """Message commands of the selected state (RFC 3501 §6.4): FETCH, STORE, SEARCH, COPY, EXPUNGE,
-their UID forms, UID EXPUNGE (RFC 4315) and MOVE (RFC 6851).
+their UID forms, UID EXPUNGE (RFC 4315), MOVE (RFC 6851) and SORT (RFC 5256).
 
 A mix-in for imap.server.IMAPServer replacing Twisted's versions, which read every message object
 to answer FETCH FLAGS, returned whole bodies labelled as partial, never set \\Seen for BODY[], and
@@ -7,23 +7,19 @@ searched by fetching everything.  Here FLAGS, UID and RFC822.SIZE come from file
 is read only when the client asks for its contents.
 """
 
-import re
-
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
 from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.names import FLAG_SEEN
 
-from . import search
+from . import search, sort
+from .literals import LiteralArguments
 from .response import encode, flag_list, internal_date, string
 from .selection import BadSequence, parse_sequence_set
 from .structure import Part, SectionError, to_crlf
 
 __all__ = ["MessageCommands", "uid_set"]
 
-_LITERAL_AT_END = re.compile(rb"\{(\d+)\}$")
-# Longest literal accepted inside a SEARCH (a search string, not a message).
-MAX_SEARCH_LITERAL_OCTETS = 4096
 _CHARSETS = {None: "us-ascii", b"US-ASCII": "us-ascii", b"UTF-8": "utf-8"}
 
 
@@ -84,31 +80,6 @@ class MessageCommands:
             return parse_sequence_set(text), rest
         except BadSequence as error:
             raise IllegalClientResponse(str(error)) from None
-
-    def arg_searchkeys(self, line):
-        """The search text, with any literals in it read (each at most 4096 octets).
-
-        Returns pieces for search.tokenize: command text and Literal strings.
-        """
-        pieces = []
-
-        def more(line):
-            match = _LITERAL_AT_END.search(line)
-            if match is None:
-                pieces.append(line)
-                return pieces, b""
-            size = int(match.group(1))
-            if size > MAX_SEARCH_LITERAL_OCTETS:
-                raise IllegalClientResponse("Search literal over %d octets" % MAX_SEARCH_LITERAL_OCTETS)
-            pieces.append(line[:match.start()])
-            return self._stringLiteral(size).addCallback(literal_read)
-
-        def literal_read(result):
-            literal, rest_of_line = result
-            pieces.append(search.Literal(literal))
-            return more(rest_of_line)
-
-        return more(line)
 
     def _messages(self, tag, ranges, by_uid):
         try:
@@ -233,22 +204,44 @@ class MessageCommands:
 
     # -- SEARCH (RFC 3501 §6.4.4) -------------------------------------------------------------
 
-    def do_SEARCH(self, tag, charset, pieces, uid=False):
+    def _search(self, tag, charset, pieces):
+        """[(number, uid)] matching the search keys, or None once the command is answered."""
         charset = charset.upper() if charset else None
         if charset not in _CHARSETS:
             self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] Unknown charset")
-            return
+            return None
         try:
             predicate = search.parse_search(pieces, _CHARSETS[charset])
         except search.SearchError as error:
             self.sendBadResponse(tag, str(error).encode())
-            return
-        found = search.run(self.selection, predicate)
-        numbers = [message_uid if uid else number for number, message_uid in found]
-        self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % n for n in numbers)]))
-        self.sendPositiveResponse(tag, b"SEARCH completed")
+            return None
+        return search.run(self.selection, predicate)
 
-    select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, arg_searchkeys)
+    def _answer_numbers(self, tag, name, found, uid):
+        numbers = [message_uid if uid else number for number, message_uid in found]
+        self.sendUntaggedResponse(b" ".join([name, *(b"%d" % n for n in numbers)]))
+        self.sendPositiveResponse(tag, name + b" completed")
+
+    def do_SEARCH(self, tag, charset, pieces, uid=False):
+        found = self._search(tag, charset, pieces)
+        if found is not None:
+            self._answer_numbers(tag, b"SEARCH", found, uid)
+
+    select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, LiteralArguments.arg_text_with_literals)
+
+    # -- SORT (RFC 5256 §3) -------------------------------------------------------------------
+
+    def do_SORT(self, tag, criteria, charset, pieces, uid=False):
+        try:
+            keys = sort.parse_criteria(criteria)
+        except sort.SortError as error:
+            self.sendBadResponse(tag, str(error).encode())
+            return
+        found = self._search(tag, charset, pieces)     # RFC 5256 §3: the charset is required
+        if found is not None:
+            self._answer_numbers(tag, b"SORT", sort.sort_messages(self.selection, found, keys), uid)
+
+    select_SORT = (do_SORT, IMAP4Server.arg_plist, IMAP4Server.arg_atom, LiteralArguments.arg_text_with_literals)
 
     # -- COPY, MOVE (RFC 3501 §6.4.7; COPYUID RFC 4315 §3; RFC 6851) --------------------------
 
@@ -310,7 +303,7 @@ class MessageCommands:
                 raise IllegalClientResponse("UID EXPUNGE wants one UID set")
             self._command = (b"EXPUNGE", True)
             self.do_EXPUNGE(tag, ranges)
-        elif command in (b"COPY", b"MOVE", b"FETCH", b"STORE", b"SEARCH"):
+        elif command in (b"COPY", b"MOVE", b"FETCH", b"STORE", b"SEARCH", b"SORT"):
             self.dispatchCommand(tag, command, line, uid=True)
         else:
             raise IllegalClientResponse("UID %s is not a command" % command.decode("ascii", "replace"))

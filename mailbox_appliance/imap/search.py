@@ -6,25 +6,22 @@ Flag, size, UID and sequence keys look only at the file name; INTERNALDATE keys 
 only header and text keys open it (header keys read just the header).
 """
 
-import email.header
 import email.utils
 import re
 import time
 from datetime import date
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
 from mailbox_appliance.maildir.flags import LETTER_OF
 from mailbox_appliance.maildir.names import FLAG_SEEN
 
+from .headers import decoded, header_values, read_header
+from .literals import Literal
 from .response import MONTHS
 from .selection import BadSequence, parse_sequence_set
 from .structure import to_crlf
 
-__all__ = ["SearchError", "parse_search", "run", "tokenize", "Literal", "HEADER_BYTES"]
+__all__ = ["SearchError", "parse_search", "run", "tokenize"]
 
-# Headers are searched in the first HEADER_BYTES of a file, read whole only if they run longer.
-HEADER_BYTES = 16384
 _TOKEN = re.compile(rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^\s()"]+))')
 _SIMPLE_FLAGS = {"ANSWERED": "\\Answered", "DELETED": "\\Deleted", "DRAFT": "\\Draft",
                  "FLAGGED": "\\Flagged", "SEEN": "\\Seen"}
@@ -42,10 +39,6 @@ _DATE_KEYS = {
 
 class SearchError(ValueError):
     """A malformed search; the message is for the client (tagged BAD)."""
-
-
-class Literal(bytes):
-    """A string that came as an IMAP literal (never a keyword)."""
 
 
 def tokenize(pieces):
@@ -84,6 +77,8 @@ def tokenize(pieces):
 class Candidate:
     """One message during a search; reads the file only if a key needs it."""
 
+    __slots__ = ("selection", "folder", "number", "uid", "message", "_header", "_text")
+
     def __init__(self, selection, number, uid):
         self.selection = selection
         self.folder = selection.folder
@@ -99,19 +94,13 @@ class Candidate:
         letter = LETTER_OF.get(flag) or self.folder.keywords.letter_for(flag, create=False)
         return letter is not None and letter in self.message.letters
 
-    def fields(self):
-        if self._header is None:
-            with open(self.folder.file_path(self.message), "rb") as handle:
-                head = handle.read(HEADER_BYTES)
-                if b"\n\n" not in head and b"\r\n\r\n" not in head:
-                    head += handle.read()
-            self._header = BytesHeaderParser(policy=compat32).parsebytes(to_crlf(head))
-        return self._header
-
     def header_text(self, name):
         """Every value of header *name*, MIME words decoded, joined (for substring matching)."""
-        values = [value for key, value in self.fields().raw_items() if key.lower() == name.lower()]
-        return "\n".join(_decoded(value) for value in values)
+        if self._header is None:
+            self._header = read_header(self.folder.file_path(self.message))
+        key = name.lower().encode("ascii", "replace")
+        values = header_values(self._header, frozenset((key,))).get(key, [])
+        return "\n".join(decoded(value) for value in values)
 
     def text(self):
         if self._text is None:
@@ -129,15 +118,6 @@ class Candidate:
     def sent_date(self):
         parsed = email.utils.parsedate_tz(self.header_text("date"))
         return date(*parsed[:3]) if parsed else None
-
-
-def _decoded(value):
-    """A header value as text: raw 8-bit octets read as UTF-8, then RFC 2047 words decoded."""
-    text = value.replace("\r\n", "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    try:
-        return str(email.header.make_header(email.header.decode_header(text)))
-    except (ValueError, LookupError, UnicodeError):
-        return text
 
 
 def _search_date(token):

@@ -8,7 +8,8 @@ here, because Twisted's versions are wrong for our users (the IMAP issue's defec
   (twisted#9282), and untagged updates go out only where RFC 3501 §7.4.1 allows;
 * STARTTLS drops whatever was pipelined behind it in plaintext;
 * LOGIN and AUTHENTICATE PLAIN only over TLS, failures throttled per client address;
-* literals: an APPEND literal over the message size limit is refused before it is read;
+* literals, with LITERAL+ and size caps (literals.py);
+* ID (RFC 2971);
 * every folder and message command (folder_commands.py, message_commands.py).
 """
 
@@ -28,7 +29,11 @@ from mailbox_appliance.realm import IMailUser
 
 from .account import MaildirAccount
 from .folder_commands import FolderCommands
+from .identity import SERVER_IDENTITY, identity_fields
+from .literals import LiteralArguments
 from .message_commands import MessageCommands
+from .response import encode
+from .search import tokenize
 
 __all__ = ["IMAPFactory", "IMAPServer"]
 
@@ -36,7 +41,7 @@ IDLE_TIMEOUT_SECONDS = 30 * 60     # RFC 3501 §5.4: at least 30 minutes once lo
 PREAUTH_TIMEOUT_SECONDS = 60
 
 
-class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
+class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
     log = Logger()
     IDENT = b"mailbox-appliance IMAP4rev1 ready"
     timeOut = PREAUTH_TIMEOUT_SECONDS
@@ -84,6 +89,9 @@ class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
             b"SPECIAL-USE",                                     # RFC 6154
             b"MOVE",                                            # RFC 6851
             b"ENABLE",                                          # RFC 5161
+            b"LITERAL+",                                        # RFC 7888 (literals.py)
+            b"ID",                                              # RFC 2971
+            b"SORT",                                            # RFC 5256 (sort.py)
         ]
         return caps
 
@@ -121,8 +129,9 @@ class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
             return super()._respond(state, tag, message)
         if self.selection is not None:
             name, by_uid = self._command or (b"", False)
-            # RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may).
-            allow_expunge = by_uid or name not in (b"FETCH", b"STORE", b"SEARCH")
+            # RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may);
+            # RFC 5256 §3: SORT is like SEARCH.
+            allow_expunge = by_uid or name not in (b"FETCH", b"STORE", b"SEARCH", b"SORT")
             for update in self.selection.pending(allow_expunge):
                 self.sendLine(update)
         super()._respond(state, tag, message)
@@ -166,7 +175,7 @@ class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
             return
         self._login(tag, UsernamePassword(user, password))
 
-    unauth_LOGIN = (do_LOGIN, IMAP4Server.arg_astring, IMAP4Server.arg_finalastring)
+    unauth_LOGIN = (do_LOGIN, LiteralArguments.arg_astring, IMAP4Server.arg_finalastring)
 
     def do_AUTHENTICATE(self, tag, mechanism):
         if mechanism.upper() != b"PLAIN":
@@ -230,15 +239,7 @@ class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
         if self.transport is not None and not self.transport.disconnecting:
             self.sendNegativeResponse(tag, message)
 
-    # -- literals -----------------------------------------------------------------------------
-
-    def _fileLiteral(self, size):
-        """An APPEND literal: refused with NO before any of it is read if over the size limit."""
-        if size > self.factory.max_message_size:
-            self.sendNegativeResponse(self._tag, b"[TOOBIG] Message larger than %d octets"
-                                      % self.factory.max_message_size)
-            return defer.Deferred()    # never fires: the command ends with this NO
-        return super()._fileLiteral(size)
+    # -- arguments ----------------------------------------------------------------------------
 
     def arg_fetchatt(self, line):
         try:
@@ -247,6 +248,20 @@ class IMAPServer(FolderCommands, MessageCommands, IMAP4Server):
             raise IllegalClientResponse("Bad FETCH attributes: %s" % error) from None
 
     # -- commands of any state ----------------------------------------------------------------
+
+    def do_ID(self, tag, pieces):
+        """RFC 2971: log what the client says it is, and say what we are."""
+        try:
+            client = identity_fields(tokenize(pieces))
+        except ValueError as problem:         # search.SearchError is one too
+            self.sendBadResponse(tag, str(problem).encode("ascii", "replace"))
+            return
+        self.log.info("imap session {session} from {client}: client ID {fields}",
+                      session=self.session_id, client=self.client_address, fields=client)
+        self.send_untagged(b"ID " + encode(SERVER_IDENTITY))
+        self.sendPositiveResponse(tag, b"ID completed")
+
+    unauth_ID = auth_ID = select_ID = (do_ID, LiteralArguments.arg_text_with_literals)
 
     def do_NAMESPACE(self, tag):
         # RFC 2342: one personal namespace, no prefix, "." separator (account.py says why).

@@ -1,0 +1,81 @@
+"""IMAP on a large folder: COUNT messages (default 100,000) in one INBOX, timed over a real
+connection.
+
+    python benchmarks/imap_scale.py [--count 100000] [--keep DIR]
+
+Fills the INBOX by writing Maildir files directly (imap_server.fill), starts the appliance, logs
+in over IMAPS and times, one command at a time: the first SELECT (which assigns and saves the
+UIDs of every message), a second SELECT, ``UID FETCH 1:* (UID FLAGS RFC822.SIZE)``,
+``FETCH 1:200 (ENVELOPE BODYSTRUCTURE)``, ``UID SEARCH UNSEEN``, ``UID SEARCH SUBJECT x``, and
+``UID SORT (REVERSE DATE) UTF-8 ALL`` twice (the first reads every header, the second finds the
+keys cached), plus ``UID SORT (SUBJECT) UTF-8 ALL``.  Prints each time, the target where the
+IMAP issue sets one, the server's peak RSS (VmHWM) and the load average.
+``--keep DIR`` fills DIR once and reuses it on later runs (the fill is not timed).
+"""
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+
+from imap_server import PASSWORD, USER, Appliance, Client, fill
+
+TARGETS = {"second SELECT": 1.0, "UID FETCH 1:* (UID FLAGS RFC822.SIZE)": 3.0,
+           "UID SORT (REVERSE DATE) UTF-8 ALL, cached": 2.0}
+RSS_TARGET_MIB = 300
+COMMANDS = [
+    ("first SELECT", b"SELECT INBOX"),
+    ("second SELECT", b"SELECT INBOX"),
+    ("UID FETCH 1:* (UID FLAGS RFC822.SIZE)", b"UID FETCH 1:* (UID FLAGS RFC822.SIZE)"),
+    ("FETCH 1:200 (ENVELOPE BODYSTRUCTURE)", b"FETCH 1:200 (ENVELOPE BODYSTRUCTURE)"),
+    ("UID SEARCH UNSEEN", b"UID SEARCH UNSEEN"),
+    ("UID SEARCH SUBJECT x", b"UID SEARCH SUBJECT x"),
+    ("UID SORT (REVERSE DATE) UTF-8 ALL, first", b"UID SORT (REVERSE DATE) UTF-8 ALL"),
+    ("UID SORT (REVERSE DATE) UTF-8 ALL, cached", b"UID SORT (REVERSE DATE) UTF-8 ALL"),
+    ("UID SORT (SUBJECT) UTF-8 ALL, cached", b"UID SORT (SUBJECT) UTF-8 ALL"),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--keep", help="a directory to fill once and reuse")
+    options = parser.parse_args()
+    base = options.keep or tempfile.mkdtemp(prefix="imap-scale-")
+    marker = os.path.join(base, "filled-%d" % options.count)
+    fresh = not os.path.exists(marker)
+    if fresh:
+        shutil.rmtree(base, ignore_errors=True)
+        os.makedirs(base)
+    started = time.perf_counter()
+    server = Appliance(base)
+    try:
+        if fresh:
+            fill(server.maildir, options.count)
+            open(marker, "w").close()
+            print(f"filled {options.count} messages in {time.perf_counter() - started:.1f} s")
+        else:
+            # A reused directory keeps its UID list: remove it so the first SELECT does the work.
+            os.unlink(os.path.join(server.maildir, "dovecot-uidlist"))
+        client = Client(server.port)
+        client.command(b'LOGIN %s "%s"' % (USER.encode(), PASSWORD.encode()))
+        print(f"{options.count} messages, load average before: {os.getloadavg()[0]:.2f}")
+        for label, command in COMMANDS:
+            lines, seconds = client.command(command)
+            target = TARGETS.get(label)
+            verdict = "" if target is None else f"  (target < {target:g} s: {'met' if seconds < target else 'MISSED'})"
+            print(f"{label:45s} {seconds:8.3f} s  {len(lines) - 1:7d} untagged{verdict}")
+        client.close()
+        rss = server.peak_rss_mib()
+        print(f"server peak RSS (VmHWM) {rss:.0f} MiB  (target < {RSS_TARGET_MIB} MiB: "
+              f"{'met' if rss < RSS_TARGET_MIB else 'MISSED'})")
+        print(f"load average after: {' '.join('%.2f' % load for load in os.getloadavg())}")
+    finally:
+        server.stop()
+        if not options.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

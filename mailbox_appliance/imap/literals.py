@@ -1,0 +1,111 @@
+"""Literals from the client (RFC 3501 §4.3), non-synchronizing ones too (LITERAL+, RFC 7888), capped.
+
+A mix-in for imap.server.IMAPServer replacing Twisted's literal handling (arg_astring,
+arg_literal, _stringLiteral, _fileLiteral), which knows only ``{n}``, always asks for the octets
+with a continuation request and caps nothing for APPEND.  Here:
+
+* ``{n}``: within the cap, "+ Ready" and the octets are read; over it, the command is refused
+  before the client sends any of them (BAD for a string, NO [TOOBIG] for an APPEND message).
+* ``{n+}`` (RFC 7888 §3): no continuation request, the octets follow the line at once.  Over the
+  cap the client has sent them already, so a refusal would leave them to be read as commands.
+  RFC 7888 §4 lets the server either read and discard them or close the connection; we close,
+  with ``* BYE [TOOBIG]``: the announced size can be up to 4 GB, and discarding would tie the
+  session (and the server's input) to all of it before the client could hear anything, while a
+  BYE tells it at once and costs nothing.
+"""
+
+import re
+
+from twisted.internet import defer
+from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server, LiteralFile, LiteralString
+
+__all__ = ["LiteralArguments", "Literal", "MAX_STRING_LITERAL_OCTETS"]
+
+# Longest literal accepted where a string is expected (names, passwords, search strings); an
+# APPEND message is capped by [limits] max_message_size instead.
+MAX_STRING_LITERAL_OCTETS = 4096
+_LITERAL = re.compile(rb"\{(\d+)(\+?)\}\Z")
+
+
+class Literal(bytes):
+    """A string that came as an IMAP literal or quoted string: never a keyword or an atom."""
+
+
+def _marker(text, whole=True):
+    """(size, synchronizing) if *text* is (or, unless *whole*, ends with) ``{n}`` or ``{n+}``."""
+    match = (_LITERAL.fullmatch if whole else _LITERAL.search)(text or b"")
+    return None if match is None else (int(match.group(1)), not match.group(2))
+
+
+class LiteralArguments:
+
+    def arg_astring(self, line, final=False):
+        """An astring (RFC 3501 §9), its literal form with or without "+"."""
+        marker = _marker(line.strip() if line else line)
+        if marker is None:
+            return IMAP4Server.arg_astring(self, line, final)
+        size, synchronizing = marker
+        if final and not size:
+            return (b"", b"")
+        return self.string_literal(size, synchronizing)
+
+    def arg_literal(self, line):
+        """APPEND's message literal, capped by the message size limit."""
+        marker = _marker(line)
+        if marker is None:
+            return IMAP4Server.arg_literal(self, line)      # its BAD for what is no literal
+        size, synchronizing = marker
+        limit = self.factory.max_message_size
+        if size <= limit:
+            return self._read_literal(LiteralFile, size, synchronizing)
+        if not synchronizing:
+            return self._too_big(limit)
+        self.sendNegativeResponse(self._tag, b"[TOOBIG] Message larger than %d octets" % limit)
+        return defer.Deferred()       # never fires: the command ended with this NO
+
+    def arg_text_with_literals(self, line):
+        """The rest of the command, with any string literals in it read.
+
+        Returns [command text (bytes), Literal, command text, ...] (search.tokenize reads it).
+        """
+        pieces = []
+
+        def more(line):
+            marker = _marker(line, whole=False)
+            if marker is None:
+                pieces.append(line or b"")
+                return pieces, b""
+            pieces.append(line[:line.rindex(b"{")])
+            return self.string_literal(*marker).addCallback(literal_read)
+
+        def literal_read(result):
+            literal, rest_of_line = result
+            pieces.append(Literal(literal))
+            return more(rest_of_line)
+
+        return more(line)
+
+    def string_literal(self, size, synchronizing):
+        """A Deferred firing (octets, rest of the line) for a string literal of *size* octets."""
+        if size <= MAX_STRING_LITERAL_OCTETS:
+            return self._read_literal(LiteralString, size, synchronizing)
+        if not synchronizing:
+            return self._too_big(MAX_STRING_LITERAL_OCTETS)
+        raise IllegalClientResponse("Literal over %d octets" % MAX_STRING_LITERAL_OCTETS)
+
+    def _read_literal(self, kind, size, synchronizing):
+        result = defer.Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = kind(size, result)
+        if synchronizing:
+            self.sendContinuationRequest(b"Ready for %d octets" % size)
+        self.setRawMode()
+        return result
+
+    def _too_big(self, limit):
+        """A non-synchronizing literal over *limit*: BYE and close (the module says why)."""
+        self.log.info("imap session {session} from {client}: non-synchronizing literal over {limit} "
+                      "octets; closing", session=self.session_id, client=self.client_address, limit=limit)
+        self.sendLine(b"* BYE [TOOBIG] Literal larger than %d octets" % limit)
+        self.transport.loseConnection()
+        return defer.Deferred()       # never fires: the session ends
