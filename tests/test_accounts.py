@@ -4,6 +4,7 @@ import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
+from twisted.internet.task import Clock
 
 from mailbox_appliance.accounts import files, passwords
 from mailbox_appliance.accounts.checker import PasswordChecker
@@ -91,8 +92,9 @@ def test_a_broken_file_at_start_names_file_and_line(tmp_path):
         Accounts("h", ["example.test"], str(tmp_path / "users"), str(tmp_path / "aliases"), str(tmp_path / "domains"))
 
 
-def _login(accounts, username, password):
-    checker = PasswordChecker(accounts, run_in_thread=lambda function, *args: defer.maybeDeferred(function, *args))
+def _login(accounts, username, password, checker=None):
+    checker = checker or PasswordChecker(accounts, run_in_thread=lambda function, *args: defer.maybeDeferred(function, *args),
+                                         clock=Clock())
     outcome = []
     checker.requestAvatarId(UsernamePassword(username, password)).addBoth(outcome.append)
     return outcome[0]
@@ -152,3 +154,29 @@ def test_is_supported_is_exactly_what_verify_can_check():
         assert passwords.is_supported(stored) == (passwords.scheme_of(stored) in passwords.VERIFIERS)
     assert not passwords.is_supported("{PLAIN-MD4}0123")
     assert not passwords.is_supported("$6$no-scheme-prefix")
+
+
+def test_a_verified_password_is_remembered_for_a_while(accounts, tmp_path):
+    checks = []
+
+    def run(function, *args):
+        checks.append(args)
+        return defer.maybeDeferred(function, *args)
+
+    clock = Clock()
+    checker = PasswordChecker(accounts, run_in_thread=run, clock=clock)
+    assert _login(accounts, b"alice@example.test", b"alice pw", checker) == "alice@example.test"
+    assert _login(accounts, b"alice@example.test", b"alice pw", checker) == "alice@example.test"
+    assert len(checks) == 1
+    # A wrong password is always checked, and never matches what was remembered.
+    assert _login(accounts, b"alice@example.test", b"alice pw!", checker).check(UnauthorizedLogin)
+    assert len(checks) == 2
+    clock.advance(301)
+    _login(accounts, b"alice@example.test", b"alice pw", checker)
+    assert len(checks) == 3
+    # A new hash in the users file (password changed) is checked again at once.
+    files.edit(str(tmp_path / "users"), files.USERS, "alice@example.test",
+               f"alice@example.test:{BOB_HASH}")
+    assert _login(accounts, b"alice@example.test", b"alice pw", checker).check(UnauthorizedLogin)
+    assert _login(accounts, b"alice@example.test", b"bob pw", checker) == "alice@example.test"
+    assert len(checks) == 5
