@@ -15,11 +15,14 @@ import re
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 
 from mailbox_appliance.queue.spool import Spool
+
+# The appliance is configured as the tests configure it (port 0, loopback, data in the directory).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from appliance import write_config  # noqa: E402
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -88,25 +91,8 @@ def main():
 
         sink = Sink()
         sink.expected = arguments.count
-        config = os.path.join(directory, "appliance.conf")
-        with open(config, "w") as handle:
-            handle.write(textwrap.dedent(f"""\
-                [server]
-                hostname = mail.example.test
-                data_dir = {os.path.join(directory, "data")}
-                domains = example.test
-                [listen]
-                smtp = tcp:0:interface=127.0.0.1
-                submission =
-                submissions =
-                imap =
-                imaps =
-                pop3 =
-                pop3s =
-                [outbound]
-                resolver = 127.0.0.1:9
-                smtp_port = {sink.port}
-                """))
+        config = write_config(directory, listeners=("smtp",),
+                              extra=f"[outbound]\nresolver = 127.0.0.1:9\nsmtp_port = {sink.port}\n")
         started = time.perf_counter()
         profile = ["--profile", arguments.profile, "--profiler", "cprofile", "--savestats"] if arguments.profile else []
         appliance = subprocess.Popen([TWISTD, "-n", "--pidfile=", *profile, "mailbox-appliance", "--config", config],
