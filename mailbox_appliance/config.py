@@ -378,6 +378,9 @@ def _machine_hostname(path):
     try:
         return parse_hostname(name)
     except _BadValue:
+        if path is None:
+            # The built-in demo has no file to set hostname in: it must start anyway.
+            return "localhost"
         raise ConfigError(path, "server", "hostname",
                           f"the machine's name {name!r} is not a usable host name; set hostname") from None
 
