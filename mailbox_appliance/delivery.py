@@ -7,6 +7,7 @@ The queue never imports this module; service.py hands the queue a deliver functi
 
 import os
 
+from mailbox_appliance.atomic import unlink_quietly
 from mailbox_appliance.maildir import delivery as maildir_delivery
 from mailbox_appliance.maildir.layout import ensure_user_maildir
 from mailbox_appliance.smtp.headers import return_path
@@ -18,18 +19,23 @@ class MaildirJob:
     def __init__(self, maildir, data, hostname):
         self.maildir, self.data, self.hostname = maildir, data, hostname
         self.tmp = None
+        self.published = False
 
     def write(self):
         self.tmp = maildir_delivery.write_tmp(self.maildir, self.data, self.hostname)
 
     def publish(self):
         maildir_delivery.publish(self.tmp)
+        self.published = True
 
     def directories(self):
         return [os.path.join(self.maildir, "new")]
 
     def discard(self):
-        maildir_delivery.discard(self.tmp)
+        if self.published:
+            unlink_quietly(self.tmp.new_path)
+        elif self.tmp is not None:
+            maildir_delivery.discard(self.tmp)
 
 
 class Delivery:

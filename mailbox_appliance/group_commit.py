@@ -10,7 +10,7 @@ reactor thread.  Under load many messages share one round of directory fsyncs; w
 message is committed at once.
 
 A job has four steps: write() (temporary file, fsynced), publish() (rename into place),
-directories() (to fsync after publish), discard() (remove what write() made).  If any job of a
+directories() (to fsync after publish), discard() (remove what write() or publish() made).  If any job of a
 batch fails to write, the whole batch is discarded and fails, so a message is stored for all its
 recipients or for none of them.
 """
@@ -69,29 +69,44 @@ class GroupCommitter:
                     done.append(job)
             except BaseException:
                 failure = Failure()
-                for job in done:
-                    job.discard()
+                _discard(done)
                 outcomes.append((result, failure))
             else:
                 written.append((jobs, result))
-        directories = set()
+        # A message whose files cannot all be made durable is taken back out wholly before the
+        # client hears 451, so its retry does not leave a second copy behind.
+        directories, published = set(), []
         for jobs, result in written:
             try:
                 for job in jobs:
                     job.publish()
                     directories.update(job.directories())
             except BaseException:
-                outcomes.append((result, Failure()))
+                failure = Failure()
+                _discard(jobs)
+                outcomes.append((result, failure))
             else:
-                outcomes.append((result, None))
+                published.append((jobs, result))
         failed_sync = None
         for directory in directories:
             try:
                 sync_dir(directory)
             except OSError:
                 failed_sync = Failure()
+        for jobs, result in published:
+            if failed_sync is not None:
+                _discard(jobs)
+            outcomes.append((result, failed_sync))
         for result, failure in outcomes:
-            self._reactor.callFromThread(_fire, result, failure or failed_sync)
+            self._reactor.callFromThread(_fire, result, failure)
+
+
+def _discard(jobs):
+    for job in jobs:
+        try:
+            job.discard()
+        except OSError:
+            pass
 
 
 def _fire(result, failure):

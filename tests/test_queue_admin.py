@@ -80,3 +80,24 @@ def test_a_domain_without_key_is_sent_unsigned_with_a_warning(office, world):
     office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
     [(_, wire)] = world.received()
     assert b"DKIM-Signature" not in wire
+
+
+def test_mail_from_outside_forwarded_by_an_alias_is_not_signed_with_our_key(office, world):
+    _run(office, "dkim", "keygen", "example.test")
+    _run(office, "alias", "add", "forward@example.test", "friend@good.test")
+    client = office.smtp()            # port 25, no AUTH: a stranger claiming to be our CEO
+    client.sendmail("ceo@example.test", ["forward@example.test"],
+                    b"From: ceo@example.test\r\nSubject: wire the money\r\n\r\nNow.\r\n")
+    client.quit()
+    office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
+    [(_, wire)] = world.received()
+    assert b"DKIM-Signature" not in wire
+
+
+def test_a_message_dkim_cannot_sign_is_sent_unsigned_not_stuck(office, world):
+    _run(office, "dkim", "keygen", "example.test")
+    submit(office, ["friend@good.test"], b"From: alice@example.test\r\nbroken header line\r\n\r\nbody\r\n")
+    office.appliance.wait_for_log(r"not DKIM-signed", timeout=30)
+    office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
+    [(_, wire)] = world.received()
+    assert b"DKIM-Signature" not in wire

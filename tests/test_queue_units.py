@@ -9,7 +9,7 @@ from twisted.names import dns, error
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.queue.mx import DestinationError, mail_hosts
 from mailbox_appliance.queue.schedule import Schedule
-from mailbox_appliance.queue.smtp_client import dot_stuff
+from mailbox_appliance.smtp.content import dot_stuff
 
 
 def test_schedule_backs_off_then_repeats_its_last_delay():
@@ -93,3 +93,12 @@ def test_address_literals():
     assert _hosts(_Zone(), "[127.0.0.7]")[0].addresses == ("127.0.0.7",)
     assert _hosts(_Zone(), "[IPv6:::1]")[0].addresses == ("::1",)
     assert _hosts(_Zone(), "[not-an-ip]").value.permanent
+
+
+def test_an_address_lookup_that_fails_is_temporary_not_a_bounce():
+    class Broken(_Zone):
+        def lookupAddress(self, name):
+            return defer.fail(error.DNSServerError())
+
+    outcome = _hosts(Broken(), "d.test")
+    assert outcome.check(DestinationError) and not outcome.value.permanent

@@ -22,6 +22,7 @@ from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
 from mailbox_appliance.maildir.layout import ensure_user_maildir
 from mailbox_appliance.maildir.mailbox import shared_registry
 from mailbox_appliance.pop3.mailbox import Gone, NoSuchMessage, POP3Mailbox
+from mailbox_appliance.smtp.content import dot_stuff
 from mailbox_appliance.realm import IMailUser
 
 # RFC 2449 §4: a command line is at most 255 octets; AUTH responses may be longer (RFC 5034 §4).
@@ -44,6 +45,7 @@ class POP3Server(Protocol, TimeoutMixin):
         self._state = "authorization"      # authorization | auth | transaction | busy | closed
         self._user = None
         self._errors = 0
+        self._discarding_line = False
         self.mailbox = None
         self.address = None
 
@@ -93,11 +95,15 @@ class POP3Server(Protocol, TimeoutMixin):
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > limit:
+                    # The rest of the over-long line is dropped as it comes; the error at its end.
+                    self._discarding_line = True
                     self._buffer = b""
-                    self._error("Line too long")
                 return
             line, self._buffer = self._buffer[:end].rstrip(b"\r"), self._buffer[end + 1:]
-            if len(line) + 2 > limit:
+            if self._discarding_line or len(line) + 2 > limit:
+                self._discarding_line = False
+                if self._state == "auth":
+                    self._state = "authorization"
                 self._error("Line too long")
             elif self._state == "auth":
                 self._auth_response(line)
@@ -198,7 +204,9 @@ class POP3Server(Protocol, TimeoutMixin):
         self._login(credentials)
 
     def _login(self, credentials):
+        # Stop reading while the password is checked: pipelined input waits in the kernel.
         self._state = "busy"
+        self.transport.pauseProducing()
         result = self.factory.portal.login(credentials, None, IMailUser)
         result.addCallbacks(self._logged_in, self._login_failed)
         result.addErrback(self._unexpected)
@@ -224,6 +232,7 @@ class POP3Server(Protocol, TimeoutMixin):
     def _resume(self, state, ok, error=None):
         if self._state == "closed":
             return
+        self.transport.resumeProducing()
         self._state = state
         if error is None:
             self._ok(ok)
@@ -288,11 +297,8 @@ class POP3Server(Protocol, TimeoutMixin):
             self.mailbox.mark_retrieved(number)
         else:
             data = _top(data, body_lines)
-        if data and not data.endswith(b"\r\n"):
-            data += b"\r\n"
-        # RFC 1939 §3: a line starting with "." is sent with one more "." in front.
-        stuffed = (b"." + data if data.startswith(b".") else data).replace(b"\r\n.", b"\r\n..")
-        self.transport.write(b"+OK %d octets\r\n" % len(data) + stuffed + b".\r\n")
+        # RFC 1939 §3 byte-stuffs a multi-line response exactly as SMTP's DATA does.
+        self.transport.write(b"+OK %d octets\r\n" % len(data) + dot_stuff(data))
 
     def transaction_DELE(self, argument):
         try:

@@ -68,15 +68,16 @@ class Signer:
         except FileNotFoundError:
             signature = ()
         if signature != self._signature:
-            self._keys = {}
+            # Built aside and swapped in whole: the reactor and the signing thread both read it.
+            keys = {}
             for domain, _ in signature:
                 folder = os.path.join(self.directory, domain)
                 for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
                     if name.endswith(".key"):
                         with open(os.path.join(folder, name), "rb") as handle:
-                            self._keys[domain] = (name[:-4], handle.read())
+                            keys[domain] = (name[:-4], handle.read())
                         break
-            self._signature = signature
+            self._keys, self._signature = keys, signature
         return self._keys
 
     def key_for(self, message, envelope_sender):

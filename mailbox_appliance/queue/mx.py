@@ -68,7 +68,12 @@ def mail_hosts(resolver, domain, rng=random):
         names = by_preference[preference]
         rng.shuffle(names)
         for name in names:
-            addresses = _from_additional(additional, name) or (yield host_addresses(resolver, name))
+            addresses = _from_additional(additional, name)
+            if not addresses:
+                try:
+                    addresses = yield host_addresses(resolver, name)
+                except DestinationError:
+                    continue      # this host cannot be looked up now; the others may serve
             if addresses:
                 hosts.append(MailHost(name, addresses))
     if not hosts:
@@ -96,22 +101,29 @@ def _from_additional(additional, name):
 
 @defer.inlineCallbacks
 def host_addresses(resolver, name):
-    """A then AAAA addresses of *name* (itself if it is an IP address); a lookup that fails only
-    contributes nothing."""
+    """A then AAAA addresses of *name* (itself if it is an IP address).  A name without records
+    contributes nothing; when no address was found and a lookup failed (SERVFAIL, time-out),
+    DestinationError says so, temporarily."""
     try:
         return (str(ipaddress.ip_address(name)),)
     except ValueError:
         pass
-    found = []
+    found, trouble = [], None
     for lookup, record_type in ((resolver.lookupAddress, dns.A), (resolver.lookupIPV6Address, dns.AAAA)):
         try:
             answers, _authority, _additional = yield lookup(name)
-        except Exception:
+        except error.DNSNameError:
+            continue
+        except Exception as problem:
+            trouble = problem
             continue
         for answer in answers:
             if answer.type == record_type:
                 found.append(answer.payload.dottedQuad() if record_type == dns.A
                              else socket.inet_ntop(socket.AF_INET6, answer.payload.address))
+    if not found and trouble is not None:
+        # No address, and not because there is none: that is no reason to give up on the mail.
+        raise DestinationError(False, "4.4.3", f"DNS lookup of addresses for {name} failed: {_describe(trouble)}")
     return tuple(found)
 
 

@@ -111,6 +111,8 @@ class Outbound:
         key = (address, port)
         while self._idle.get(key):
             session, timer = self._idle[key].pop()
+            if not self._idle[key]:
+                del self._idle[key]
             timer.cancel()
             try:
                 result = yield self._transact(key, session, sender, recipients, message)
@@ -133,25 +135,37 @@ class Outbound:
         except Exception as problem:
             raise smtp_client.SessionFailure(f"cannot connect: {problem.__class__.__name__}") from None
         relay = self.relay
-        if relay is None:
-            session = yield smtp_client.open_session(reader, self.hostname, self.tls_context)
-        else:
-            session = yield smtp_client.open_session(reader, self.hostname, relay.tls_context,
-                                                     require_tls=relay.require_tls, credentials=relay.credentials)
+        try:
+            if relay is None:
+                session = yield smtp_client.open_session(reader, self.hostname, self.tls_context)
+            else:
+                session = yield smtp_client.open_session(reader, self.hostname, relay.tls_context,
+                                                         require_tls=relay.require_tls, credentials=relay.credentials)
+        except smtp_client.SessionFailure:
+            reader.transport.abortConnection()      # a refused greeting or AUTH leaves it open
+            raise
         return session
 
     @defer.inlineCallbacks
     def _transact(self, key, session, sender, recipients, message):
-        idle = self._idle.setdefault(key, [])
-        keep = len(idle) < MAX_IDLE_SESSIONS_PER_HOST
+        keep = len(self._idle.get(key, ())) < MAX_IDLE_SESSIONS_PER_HOST
         results, reusable = yield smtp_client.transact(session, sender, recipients, message, then_quit=not keep)
+        if reusable and session.reader.has_unread_replies():
+            # A server that answered more than it was asked would answer the next message's
+            # commands with stale replies: do not reuse it.
+            smtp_client.close_session(session)
+            reusable = False
         if reusable:
             timer = self.reactor.callLater(IDLE_SESSION_SECONDS, self._expire, key, session)
-            idle.append((session, timer))
+            self._idle.setdefault(key, []).append((session, timer))
         return results, session.tls_version
 
     def _expire(self, key, session):
-        self._idle[key] = [(idle, timer) for idle, timer in self._idle[key] if idle is not session]
+        remaining = [(idle, timer) for idle, timer in self._idle.get(key, []) if idle is not session]
+        if remaining:
+            self._idle[key] = remaining
+        else:
+            self._idle.pop(key, None)
         smtp_client.close_session(session)
 
     @staticmethod

@@ -91,8 +91,14 @@ class QueueRunner(Service):
             return
         self._active.add(queue_id)
         result = defer.ensureDeferred(self._try(queue_id))
-        result.addErrback(lambda failure: self.log.failure("queue {queue_id}: attempt failed", failure, queue_id=queue_id))
+        result.addErrback(self._attempt_broke, queue_id)
         result.addBoth(lambda _: self._active.discard(queue_id))
+
+    def _attempt_broke(self, failure, queue_id):
+        """An attempt ended in an error of ours: log it, and try again after the first retry delay,
+        so that no entry is ever left without a timer (it would never be sent, bounced or expired)."""
+        self.log.failure("queue {queue_id}: attempt failed; retrying later", failure, queue_id=queue_id)
+        self._schedule(queue_id, self.clock.seconds() + self.schedule.retry_delays[0])
 
     async def _try(self, queue_id):
         # The limit is taken before the message is read, so a queue of thousands coming due at
@@ -109,10 +115,7 @@ class QueueRunner(Service):
             message = self.spool.read_message(queue_id)
         except UnknownEntry:
             return
-        outgoing = message
-        if self.signer is not None and self.signer.key_for(message, envelope.sender) is not None:
-            # RSA signing and canonicalisation take milliseconds: not in the reactor thread.
-            outgoing = await threads.deferToThread(self.signer.sign, message, envelope.sender)
+        outgoing = await self._signed(envelope, message)
         by_domain = {}
         for recipient in envelope.pending():
             by_domain.setdefault(self.outbound.destination(recipient.address), []).append(recipient.address)
@@ -133,6 +136,23 @@ class QueueRunner(Service):
         envelope.attempts += 1
         await self._conclude(envelope, message)
 
+    async def _signed(self, envelope, message):
+        """The message DKIM-signed when it is ours to sign: sent by an authenticated user, or a
+        report of this queue.  Mail from outside passing through an alias is never signed with
+        our key (a forged From: would then pass DMARC).  A message dkimpy cannot sign (a
+        malformed header) goes unsigned rather than not at all."""
+        origin = envelope.received_from or {}
+        if self.signer is None or not (origin.get("user") or origin.get("session") == "queue"):
+            return message
+        if self.signer.key_for(message, envelope.sender) is None:
+            return message
+        try:
+            # RSA signing and canonicalisation take milliseconds: not in the reactor thread.
+            return await threads.deferToThread(self.signer.sign, message, envelope.sender)
+        except Exception:
+            self.log.failure("queue {queue_id}: not DKIM-signed", queue_id=envelope.id)
+            return message
+
     async def _deliver_to_domain(self, queue_id, domain, sender, addresses, message):
         per_domain = self._per_domain.setdefault(domain, defer.DeferredSemaphore(MAX_ACTIVE_PER_DOMAIN))
         await per_domain.acquire()
@@ -140,6 +160,9 @@ class QueueRunner(Service):
             return await self.outbound.deliver(queue_id, domain, sender, addresses, message)
         finally:
             per_domain.release()
+            if per_domain.tokens == per_domain.limit and not per_domain.waiting:
+                # Idle: forget it, or one semaphore per destination ever seen would stay.
+                self._per_domain.pop(domain, None)
 
     async def _conclude(self, envelope, message):
         """Record the attempt; then retry later, warn, expire, bounce or finish.
@@ -156,7 +179,7 @@ class QueueRunner(Service):
             pending = []
         if pending:
             if self.schedule.should_warn(envelope.arrival, envelope.warned, now):
-                self._report(envelope, message, pending, "delayed")
+                await self._report(envelope, message, pending, "delayed")
                 envelope.warned = True
             envelope.next_attempt = self.schedule.next_attempt(envelope.arrival, envelope.attempts, now)
             # Scheduled before the rewrite: should the disk refuse it, the message is still retried.
@@ -172,12 +195,15 @@ class QueueRunner(Service):
             return
         failed = [recipient for recipient in envelope.recipients if recipient.state == "failed"]
         if failed:
-            self._report(envelope, message, failed, "failed")
+            # The entry goes only once its bounce is stored; if storing fails, the attempt
+            # fails and is retried later (see _attempt_broke).
+            await self._report(envelope, message, failed, "failed")
         await threads.deferToThread(self.spool.remove, envelope.id)
         self.log.info("queue {queue_id}: done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
                       delivered=len(envelope.recipients) - len(failed), failed=len(failed))
 
-    def _report(self, envelope, message, recipients, action):
+    async def _report(self, envelope, message, recipients, action):
+        """Store a report to the sender (through send_report); raises if it cannot be stored."""
         if envelope.sender == "":
             # RFC 3464 §2 / RFC 5321 §6.1: never report on a report; it would loop.
             self.log.info("queue {queue_id}: {action} for the null sender, no report sent",
@@ -192,9 +218,7 @@ class QueueRunner(Service):
         self.log.info("queue {queue_id}: {action} report to <{sender}> for {recipients}", queue_id=envelope.id,
                       action=action, sender=envelope.sender,
                       recipients=",".join(f"<{r.address}>" for r in recipients))
-        result = defer.maybeDeferred(self.send_report, envelope.sender, report)
-        result.addErrback(lambda failure: self.log.failure("queue {queue_id}: report not sent", failure,
-                                                           queue_id=envelope.id))
+        await defer.maybeDeferred(self.send_report, envelope.sender, report)
 
     # -- admin control --------------------------------------------------------------------
 
@@ -234,8 +258,6 @@ class QueueRunner(Service):
             for recipient in envelope.pending():
                 recipient.state = "failed"
                 recipient.last_reply = f"550 5.3.0 Returned by the postmaster; last reply: {recipient.last_reply}"
-            result = defer.ensureDeferred(self._conclude(envelope, message))
-            result.addErrback(lambda failure: self.log.failure("queue {queue_id}: bounce failed", failure,
-                                                               queue_id=queue_id))
+            defer.ensureDeferred(self._conclude(envelope, message)).addErrback(self._attempt_broke, queue_id)
         else:
             self.spool.remove(queue_id)

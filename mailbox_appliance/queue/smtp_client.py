@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 
+from mailbox_appliance.smtp.content import dot_stuff
 from mailbox_appliance.tls import negotiated_version
 
 # A reply longer than this is not an SMTP reply; the session is dropped.
@@ -101,6 +102,9 @@ class ReplyReader(Protocol):
         self._deliver()
         return result
 
+    def has_unread_replies(self):
+        return bool(self._replies)
+
     def command(self, line):
         self.transport.write(line + b"\r\n")
         return self.next_reply()
@@ -124,17 +128,6 @@ class ReplyReader(Protocol):
             self._lost = SessionFailure(f"connection lost: {reason.getErrorMessage()}")
         self._cancel_timer()
         self._deliver()
-
-
-def dot_stuff(message):
-    """RFC 5321 §4.5.2: double every '.' that starts a line, the first line included, and end
-    with CRLF '.' CRLF.  The octets are otherwise sent exactly as queued."""
-    stuffed = message.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    if stuffed and not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed + b".\r\n"
 
 
 def _extensions(reply):

@@ -1,4 +1,4 @@
-"""Checks on a received message's octets, and DATA dot-unstuffing.
+"""Checks on a received message's octets, and dot-stuffing both ways (SMTP DATA, POP3 RETR).
 
 Each check runs over the whole message in C (bytes.count, bytes.splitlines, len), with no
 per-line Python loop.  (A regular expression for the long-line check, [^\r\n]{999}, restarts at
@@ -16,6 +16,17 @@ def unstuff(raw):
     """
     data = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
     return data[1:] if data.startswith(b".") else data
+
+
+def dot_stuff(message):
+    """RFC 5321 §4.5.2: double every '.' that starts a line, the first line included, and end
+    with CRLF '.' CRLF.  The octets are otherwise sent exactly as queued."""
+    stuffed = message.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if stuffed and not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
 
 
 def problem(message, max_size):

@@ -331,7 +331,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         except (MalformedResponse, binascii.Error, ValueError) as problem:
             text = str(problem) if isinstance(problem, MalformedResponse) else "Cannot decode the base64 response"
             return self._error(Reply(501, "5.5.2", text))
-        self._mode = "busy"
+        self._wait()
         result = self.portal.login(credentials, None, self.policy.avatar_interface)
         result.addCallbacks(self._auth_succeeded, self._auth_failed)
         result.addErrback(self._unexpected, "AUTH")
@@ -351,10 +351,17 @@ class SMTPServer(Protocol, TimeoutMixin):
                       session=self.session_id, client=self.client_address)
         self.clock.callLater(delay, self._resume, 535, "5.7.8", "Authentication credentials invalid")
 
+    def _wait(self):
+        """A command waits (login, delivery): stop reading meanwhile, so what a client pipelines
+        behind it waits in the kernel, not in our memory."""
+        self._mode = "busy"
+        self.transport.pauseProducing()
+
     def _resume(self, code, status, text):
         """Answer a command that waited (login, delivery) and read on."""
         if self._mode == "closed":
             return
+        self.transport.resumeProducing()
         self._send(code, status, text)
         self._mode = "command"
         self._process()
@@ -530,7 +537,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         transaction = self.transaction
         queue_id = self.delivery.new_id()
         message = self.policy.prepare_message(self, transaction, queue_id, message)
-        self._mode = "busy"
+        self._wait()
         result = self.delivery.deliver(queue_id, transaction.sender, transaction.recipients, message,
                                        self._received_from())
         result.addCallbacks(self._delivered, self._not_delivered, (queue_id, transaction, len(message)),
