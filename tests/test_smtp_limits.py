@@ -153,3 +153,13 @@ def test_disconnect_in_the_middle_of_data_stores_nothing(small_office):
     client = smtplib.SMTP("127.0.0.1", small_office.ports["smtp"], timeout=30)
     assert client.noop()[0] == 250
     client.quit()
+
+
+def test_probing_many_addresses_closes_the_session(small_office):
+    raw = _session(small_office)
+    raw.command("MAIL FROM:<a@remote.test>")
+    for number in range(19):
+        assert raw.command(f"RCPT TO:<guess{number}@example.test>")[0] == 550
+    assert raw.command("RCPT TO:<guess19@example.test>")[0] == 550
+    assert raw.reply()[:2] == (421, "4.7.0 Too many refused recipients; closing connection")
+    assert raw.closed()

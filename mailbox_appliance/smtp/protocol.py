@@ -40,6 +40,10 @@ IDLE_TIMEOUT_SECONDS = 300
 # Syntax errors and unknown commands tolerated in one session before it is closed (a client
 # speaking another protocol, or garbage, is not kept busy forever).
 MAX_ERRORS = 10
+# Recipients refused (unknown user, relay denied) in one session before it is closed: enough for
+# a mailing list with stale addresses, too few to probe which addresses exist (Postfix's
+# smtpd_hard_error_limit is 20 too).
+MAX_REFUSED_RECIPIENTS = 20
 
 
 class Transaction:
@@ -83,6 +87,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._mode = "command"   # command | data | bdat | auth | busy | closed
         self._discarding_line = False
         self._errors = 0
+        self._refused_recipients = 0
         self._data = None
         self._scan_from = 0
         self._too_big = False
@@ -418,8 +423,15 @@ class SMTPServer(Protocol, TimeoutMixin):
             raise Reply(452, "4.5.3", f"Too many recipients (at most {self.settings.max_recipients} per message)")
         try:
             resolution = self.policy.check_recipient(self, address)
-        except Reply:
+        except Reply as refusal:
             self.transaction.refused += 1
+            self._refused_recipients += 1
+            if self._refused_recipients >= MAX_REFUSED_RECIPIENTS:
+                self._log_transaction(f"closed after {MAX_REFUSED_RECIPIENTS} refused recipients")
+                self._reply(refusal)
+                self._send(421, "4.7.0", "Too many refused recipients; closing connection")
+                self._close()
+                return
             raise
         self.transaction.recipients.append((address, resolution))
         self._send(250, "2.1.5", "Recipient OK")
