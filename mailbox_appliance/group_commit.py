@@ -60,33 +60,16 @@ class GroupCommitter:
                 return
 
     def _commit(self, batches):
-        written, outcomes = [], []
-        for jobs, result in batches:
-            try:
-                done = []
-                for job in jobs:
-                    job.write()
-                    done.append(job)
-            except BaseException:
-                failure = Failure()
-                _discard(done)
-                outcomes.append((result, failure))
-            else:
-                written.append((jobs, result))
         # A message whose files cannot all be made durable is taken back out wholly before the
         # client hears 451, so its retry does not leave a second copy behind.
-        directories, published = set(), []
-        for jobs, result in written:
-            try:
-                for job in jobs:
-                    job.publish()
-                    directories.update(job.directories())
-            except BaseException:
-                failure = Failure()
-                _discard(jobs)
-                outcomes.append((result, failure))
-            else:
-                published.append((jobs, result))
+        outcomes, directories = [], set()
+
+        def publish(job):
+            job.publish()
+            directories.update(job.directories())
+
+        written = _each_job(batches, lambda job: job.write(), outcomes)
+        published = _each_job(written, publish, outcomes)
         failed_sync = None
         for directory in directories:
             try:
@@ -99,6 +82,24 @@ class GroupCommitter:
             outcomes.append((result, failed_sync))
         for result, failure in outcomes:
             self._reactor.callFromThread(_fire, result, failure)
+
+
+def _each_job(batches, step, outcomes):
+    """step(job) for every job of every batch.  A batch where it fails is discarded whole (a
+    message is stored for all its recipients or for none) and its Failure added to *outcomes*;
+    the batches that went through are returned."""
+    passed = []
+    for jobs, result in batches:
+        try:
+            for job in jobs:
+                step(job)
+        except BaseException:
+            failure = Failure()
+            _discard(jobs)
+            outcomes.append((result, failure))
+        else:
+            passed.append((jobs, result))
+    return passed
 
 
 def _discard(jobs):
