@@ -7,12 +7,16 @@ The queue never imports this module; service.py hands the queue a deliver functi
 
 import os
 
+from zope.interface import implementer
+
 from mailbox_appliance.atomic import unlink_quietly
+from mailbox_appliance.group_commit import ICommitJob
 from mailbox_appliance.maildir import delivery as maildir_delivery
 from mailbox_appliance.maildir.layout import ensure_user_maildir
 from mailbox_appliance.smtp.headers import return_path
 
 
+@implementer(ICommitJob)
 class MaildirJob:
     """One local copy, as a group-commit job: tmp/ file, then new/, then new/ is fsynced."""
 
@@ -30,6 +34,9 @@ class MaildirJob:
 
     def directories(self):
         return [os.path.join(self.maildir, "new")]
+
+    def settle(self):
+        """Nothing waits for the fsync of new/."""
 
     def discard(self):
         if self.published:

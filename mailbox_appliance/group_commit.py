@@ -9,10 +9,12 @@ place, fsyncs each directory once for all of them, and only then answers each ba
 reactor thread.  Under load many messages share one round of directory fsyncs; when idle a single
 message is committed at once.
 
-A job has four steps: write() (temporary file, fsynced), publish() (rename into place),
-directories() (to fsync after publish), discard() (remove what write() or publish() made).  If any job of a
-batch fails to write, the whole batch is discarded and fails, so a message is stored for all its
-recipients or for none of them.
+A job (ICommitJob) has five steps: write() (temporary file, fsynced), publish() (rename into
+place), directories() (to fsync after publish), settle() (what may happen only once that is
+durable), discard() (remove what write() or publish() made).  If any job of a batch fails to
+write, the whole batch is discarded and fails, so a message is stored for all its recipients or
+for none of them.  The queue's envelope rewrites and removals are jobs too: under load they share
+the same directory fsyncs as the messages arriving.
 """
 
 import queue
@@ -20,10 +22,30 @@ import threading
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
+from zope.interface import Interface
 
 from mailbox_appliance.atomic import sync_dir
 
 _STOP = object()
+
+
+class ICommitJob(Interface):
+    """One file change made durable by the group committer, in steps it can batch."""
+
+    def write():
+        """Write what is new under temporary names and fsync it; nothing is visible yet."""
+
+    def publish():
+        """Make the change visible (renames, unlinks); no fsync."""
+
+    def directories():
+        """Directories to fsync, once per batch, after publish."""
+
+    def settle():
+        """What may happen only once the batch is durable; called after the fsyncs."""
+
+    def discard():
+        """Take back what write() and publish() did, as far as possible: the batch failed."""
 
 
 class GroupCommitter:
@@ -76,6 +98,8 @@ class GroupCommitter:
                 sync_dir(directory)
             except OSError:
                 failed_sync = Failure()
+        if failed_sync is None:
+            published = _each_job(published, lambda job: job.settle(), outcomes)
         for jobs, result in published:
             if failed_sync is not None:
                 _discard(jobs)

@@ -179,7 +179,7 @@ def _queue_runner(settings, accounts, spool, delivery, reactor):
     for domain in sorted(set(accounts.domains()) - set(signer.keys())):
         log.warn("domain {domain} has no DKIM key: its mail is sent unsigned; "
                  "create one with: mailbox-appliance-admin dkim keygen {domain}", domain=domain)
-    runner = QueueRunner(spool, Schedule.from_settings(settings.outbound), outbound, send_report,
+    runner = QueueRunner(spool, delivery.committer, Schedule.from_settings(settings.outbound), outbound, send_report,
                          settings.server.hostname, reactor, signer)
     delivery.on_queued = runner.enqueued
     return runner

@@ -22,15 +22,15 @@ def _run(office, *arguments):
 
 def test_list_retry_flush_bounce_and_delete(office):
     submit(office, ["x@servfail.test"])
-    office.appliance.wait_for_log(r"attempt 1 done", timeout=30)
+    office.appliance.wait_for_log(r"attempt 1: .*pending", timeout=30)
     listing = _run(office, "queue", "list")
     queue_id = re.match(r"(\w+)  from <alice@example.test>  attempts 1  next ", listing).group(1)
     assert "    <x@servfail.test> pending: 451 4.4.3 DNS lookup of MX for servfail.test failed: SERVFAIL" in listing
 
     _run(office, "queue", "retry", queue_id)
-    office.appliance.wait_for_log(r"attempt 2 done", timeout=30)
+    office.appliance.wait_for_log(r"attempt 2: .*pending", timeout=30)
     _run(office, "queue", "flush")
-    office.appliance.wait_for_log(r"attempt 3 done", timeout=30)
+    office.appliance.wait_for_log(r"attempt 3: .*pending", timeout=30)
 
     _run(office, "queue", "bounce", queue_id)
     office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored", timeout=30)
@@ -39,7 +39,7 @@ def test_list_retry_flush_bounce_and_delete(office):
     assert _run(office, "queue", "list").strip() == "the queue is empty"
 
     submit(office, ["y@servfail.test"])
-    office.appliance.wait_for_log(r"attempt 1 done", timeout=30, count=2)
+    office.appliance.wait_for_log(r"attempt 1: .*pending", timeout=30, count=2)
     [entry] = office.queued()
     _run(office, "queue", "delete", entry.id)
     office.appliance.wait_for_log(rf"queue control: delete {entry.id}")

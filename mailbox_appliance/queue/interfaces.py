@@ -2,24 +2,16 @@
 
 from zope.interface import Attribute, Interface
 
+from mailbox_appliance.group_commit import ICommitJob
 
-class IStagedEntry(Interface):
-    """One message being written into the spool, in steps a writer can batch."""
+
+class IStagedEntry(ICommitJob):
+    """One message being written into the spool, in steps a writer can batch: write() the
+    message and envelope under temporary names, publish() renames the message, then the
+    envelope (the commit point); discard() after publish() takes the entry back out."""
 
     id = Attribute("The entry's queue id (str).")
     envelope = Attribute("The Envelope that will be committed.")
-
-    def write():
-        """Write message and envelope under temporary names and fsync both (no rename)."""
-
-    def publish():
-        """Rename the message, then the envelope (the commit point), into place."""
-
-    def directories():
-        """Directories to fsync once per batch, after publish, before answering 250."""
-
-    def discard():
-        """Remove temporary files; after publish(), take the entry back out."""
 
 
 class ISpool(Interface):
@@ -48,8 +40,16 @@ class ISpool(Interface):
     def update(envelope):
         """Atomically and durably rewrite the envelope of an existing entry."""
 
+    def rewrite(envelope):
+        """update() as an ICommitJob, for a group committer; its write() raises UnknownEntry
+        when the entry is gone."""
+
     def remove(queue_id):
         """Delete an entry, envelope first, then its message."""
+
+    def removal(queue_id):
+        """remove() as an ICommitJob, for a group committer; its write() raises UnknownEntry
+        when the entry is gone."""
 
     def message_path(queue_id):
         """The path of the entry's message file."""

@@ -6,7 +6,8 @@ Connection trouble, a refused greeting and 4xx replies for the whole session mov
 host; a 5xx for the whole session (MAIL FROM, DATA) is final for every recipient.
 
 The result is one Outcome per recipient: delivered, or failed and whether permanently -- the one
-place where retry versus bounce is decided (the runner only applies it).
+place where retry versus bounce is decided (the runner only applies it) -- and the route it took,
+for the runner's one log line per attempt.  A host given up for the next one gets a line here.
 """
 
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Outcome:
     permanent: bool
     reply: str
     remote_mta: str = None
+    route: str = None       # "via mx1.example.org [192.0.2.1] tls=TLSv1.3", when a session was held
 
 
 class Outbound:
@@ -73,22 +75,24 @@ class Outbound:
         try:
             hosts = yield self._hosts(domain)
         except DestinationError as problem:
-            self._log(queue_id, recipients, domain, None, None, f"not tried: {problem}")
-            return self._all(recipients, False, problem.permanent, f"{'550' if problem.permanent else '451'} {problem}", None)
+            return self._all(recipients, False, problem.permanent,
+                             f"{'550' if problem.permanent else '451'} {problem}", None, "not tried")
         failure = None
         for host in hosts:
             for address in host.addresses:
                 try:
                     results, tls_version = yield self._session(address, sender, recipients, message)
                 except smtp_client.SessionFailure as problem:
-                    self._log(queue_id, recipients, host.name, address, None, problem.text)
+                    route = f"via {host.name} [{address}]"
                     if problem.permanent:
-                        return self._all(recipients, False, True, problem.text, host.name)
+                        return self._all(recipients, False, True, problem.text, host.name, route)
+                    self.log.info("delivery {queue_id} to {recipients} {route}: {result}; trying the next host",
+                                  queue_id=queue_id, recipients=",".join(f"<{r}>" for r in recipients),
+                                  route=route, result=problem.text)
                     failure = problem
                     continue
-                self._log(queue_id, recipients, host.name, address, tls_version,
-                          "; ".join(f"<{rcpt}> {reply.text}" for rcpt, reply in results.items()))
-                return {rcpt: Outcome(rcpt, 200 <= reply.code < 300, reply.permanent, reply.text, host.name)
+                route = f"via {host.name} [{address}] tls={tls_version}"
+                return {rcpt: Outcome(rcpt, 200 <= reply.code < 300, reply.permanent, reply.text, host.name, route)
                         for rcpt, reply in results.items()}
         return self._all(recipients, False, False, f"451 4.4.1 No mail host of {domain} answered: {failure.text}",
                          hosts[-1].name)
@@ -169,10 +173,5 @@ class Outbound:
         smtp_client.close_session(session)
 
     @staticmethod
-    def _all(recipients, delivered, permanent, reply, remote_mta):
-        return {rcpt: Outcome(rcpt, delivered, permanent, reply, remote_mta) for rcpt in recipients}
-
-    def _log(self, queue_id, recipients, host, address, tls_version, result):
-        self.log.info("delivery {queue_id} to {recipients} via {host} [{address}] tls={tls}: {result}",
-                      queue_id=queue_id, recipients=",".join(f"<{r}>" for r in recipients), host=host,
-                      address=address, tls=tls_version, result=result)
+    def _all(recipients, delivered, permanent, reply, remote_mta, route=None):
+        return {rcpt: Outcome(rcpt, delivered, permanent, reply, remote_mta, route) for rcpt in recipients}

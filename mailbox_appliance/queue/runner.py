@@ -32,10 +32,12 @@ MAX_ACTIVE_PER_DOMAIN = 20
 class QueueRunner(Service):
     log = Logger()
 
-    def __init__(self, spool, schedule, outbound, send_report, hostname, clock, signer=None):
-        """*send_report(recipient, message)* delivers a bounce or delay notice (null sender);
-        *signer* (queue/dkim_signing.Signer) DKIM-signs each message as it leaves."""
+    def __init__(self, spool, committer, schedule, outbound, send_report, hostname, clock, signer=None):
+        """*committer* (group_commit.GroupCommitter) makes the spool's rewrites and removals
+        durable; *send_report(recipient, message)* delivers a bounce or delay notice (null
+        sender); *signer* (queue/dkim_signing.Signer) DKIM-signs each message as it leaves."""
         self.spool = spool
+        self.committer = committer
         self.signer = signer
         self.schedule = schedule
         self.outbound = outbound
@@ -124,17 +126,20 @@ class QueueRunner(Service):
         outcomes = {}
         for result in await defer.gatherResults(attempts, consumeErrors=True):
             outcomes.update(result)
+        tried = []
         for recipient in envelope.pending():
             outcome = outcomes.get(recipient.address)
             if outcome is None:
                 continue
             recipient.last_reply, recipient.remote_mta = outcome.reply, outcome.remote_mta
+            tried.append(f"<{outcome.address}> {outcome.route}: {outcome.reply}" if outcome.route
+                         else f"<{outcome.address}>: {outcome.reply}")
             if outcome.delivered:
                 recipient.state = "delivered"
             elif outcome.permanent:
                 recipient.state = "failed"
         envelope.attempts += 1
-        await self._conclude(envelope, message)
+        await self._conclude(envelope, message, f"attempt {envelope.attempts}: " + "; ".join(tried))
 
     async def _signed(self, envelope, message):
         """The message DKIM-signed when it is ours to sign: sent by an authenticated user, or a
@@ -164,11 +169,12 @@ class QueueRunner(Service):
                 # Idle: forget it, or one semaphore per destination ever seen would stay.
                 self._per_domain.pop(domain, None)
 
-    async def _conclude(self, envelope, message):
-        """Record the attempt; then retry later, warn, expire, bounce or finish.
+    async def _conclude(self, envelope, message, what):
+        """Record the attempt; then retry later, warn, expire, bounce or finish.  One log line
+        says *what* happened (each recipient's route and reply) and what comes next.
 
-        The spool's rewrites and removals fsync, so they run in a thread: the reactor goes on
-        serving every other session meanwhile."""
+        The spool's rewrites and removals fsync, so they go to the group committer's thread:
+        the reactor goes on serving every other session, and concurrent attempts share fsyncs."""
         now = self.clock.seconds()
         pending = envelope.pending()
         if pending and self.schedule.expired(envelope.arrival, now):
@@ -185,22 +191,21 @@ class QueueRunner(Service):
             # Scheduled before the rewrite: should the disk refuse it, the message is still retried.
             self._schedule(envelope.id, envelope.next_attempt)
             try:
-                await threads.deferToThread(self.spool.update, envelope)
+                await self.committer.commit([self.spool.rewrite(envelope)])
             except UnknownEntry:
                 self._finish_by_admin("delete", envelope.id)
                 return
-            self.log.info("queue {queue_id}: attempt {attempts} done, {pending} pending, next attempt in {delay:.0f}s",
-                          queue_id=envelope.id, attempts=envelope.attempts, pending=len(pending),
-                          delay=envelope.next_attempt - now)
+            self.log.info("queue {queue_id}: {what}; {pending} pending, next attempt in {delay:.0f}s",
+                          queue_id=envelope.id, what=what, pending=len(pending), delay=envelope.next_attempt - now)
             return
         failed = [recipient for recipient in envelope.recipients if recipient.state == "failed"]
         if failed:
             # The entry goes only once its bounce is stored; if storing fails, the attempt
             # fails and is retried later (see _attempt_broke).
             await self._report(envelope, message, failed, "failed")
-        await threads.deferToThread(self.spool.remove, envelope.id)
-        self.log.info("queue {queue_id}: done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
-                      delivered=len(envelope.recipients) - len(failed), failed=len(failed))
+        await self.committer.commit([self.spool.removal(envelope.id)])
+        self.log.info("queue {queue_id}: {what}; done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
+                      what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
 
     async def _report(self, envelope, message, recipients, action):
         """Store a report to the sender (through send_report); raises if it cannot be stored."""
@@ -258,6 +263,7 @@ class QueueRunner(Service):
             for recipient in envelope.pending():
                 recipient.state = "failed"
                 recipient.last_reply = f"550 5.3.0 Returned by the postmaster; last reply: {recipient.last_reply}"
-            defer.ensureDeferred(self._conclude(envelope, message)).addErrback(self._attempt_broke, queue_id)
+            defer.ensureDeferred(self._conclude(envelope, message, "returned by the postmaster")).addErrback(
+                self._attempt_broke, queue_id)
         else:
             self.spool.remove(queue_id)

@@ -10,7 +10,7 @@ On-disk layout (under DATA/queue/)::
     envelopes/<id>.json      the envelope (see envelope.py), rewritten atomically
     messages/<id>.tmp        being written (stage/write), not yet published
     envelopes/<id>.json.tmp  being written (stage/write), not yet published
-    envelopes/<id>.json.tmp.<hex>  an update() in progress (atomic_replace)
+    envelopes/<id>.json.tmp.<hex>  an update() in progress (EnvelopeRewrite)
     corrupt/<id>, corrupt/<id>.json, corrupt/<id>.reason
                              entries moved aside: kept for the admin, never retried
 
@@ -43,10 +43,11 @@ import time
 from zope.interface import implementer
 
 from mailbox_appliance.atomic import atomic_replace, create_synced, sync_dir, unlink_quietly
+from mailbox_appliance.group_commit import ICommitJob
 from .envelope import CorruptEntry, Envelope, RecipientState
 from .interfaces import ISpool, IStagedEntry
 
-__all__ = ["Spool", "StagedEntry", "LoadResult", "UnknownEntry", "new_queue_id",
+__all__ = ["Spool", "StagedEntry", "EnvelopeRewrite", "EntryRemoval", "LoadResult", "UnknownEntry", "new_queue_id",
            "is_queue_id", "Envelope", "RecipientState", "CorruptEntry"]
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuv"   # base32hex: ASCII order = value order
@@ -166,6 +167,9 @@ class StagedEntry:
         """Directories to fsync (once per batch, in this order) before acknowledging."""
         return (self.spool.messages_dir, self.spool.envelopes_dir)
 
+    def settle(self):
+        """Nothing waits for the fsyncs but the 250."""
+
     def discard(self):
         """Remove the temporary files; after publish(), take the entry back out.
 
@@ -179,6 +183,73 @@ class StagedEntry:
         unlink_quietly(self._envelope_tmp)
         unlink_quietly(self._message_tmp)
         self._state = "discarded"
+
+
+@implementer(ICommitJob)
+class EnvelopeRewrite:
+    """A new version of a committed envelope: temporary file (fsynced), renamed over the old.
+
+    A crash leaves either the old or the new envelope, so at worst the last attempt's outcome
+    is lost and that delivery is repeated.
+    """
+
+    def __init__(self, spool, envelope):
+        self.path = spool.envelope_path(envelope.id)
+        self.id = envelope.id
+        self._data = envelope.to_json().encode("utf-8")
+        self._directory = spool.envelopes_dir
+        self._tmp = "%s.tmp.%s" % (self.path, secrets.token_hex(8))
+
+    def write(self):
+        if not os.path.exists(self.path):
+            raise UnknownEntry(self.id)
+        create_synced(self._tmp, self._data)
+
+    def publish(self):
+        os.rename(self._tmp, self.path)
+
+    def directories(self):
+        return (self._directory,)
+
+    def settle(self):
+        """Nothing waits for the fsync but the runner."""
+
+    def discard(self):
+        """Only the temporary file can be taken back; a published version stays (it is whole)."""
+        unlink_quietly(self._tmp)
+
+
+@implementer(ICommitJob)
+class EntryRemoval:
+    """An entry leaving the spool: its envelope is unlinked and that made durable, then its
+    message.  A crash in between leaves an orphan message, which load() removes; the reverse
+    order could leave an envelope without message, which load() would move aside."""
+
+    def __init__(self, spool, queue_id):
+        self.id = queue_id
+        self._envelope_path = spool.envelope_path(queue_id)
+        self._message_path = spool.message_path(queue_id)
+        self._directory = spool.envelopes_dir
+
+    def write(self):
+        """Nothing new to write; only checks the entry is there."""
+        if not os.path.exists(self._envelope_path):
+            raise UnknownEntry(self.id)
+
+    def publish(self):
+        try:
+            os.unlink(self._envelope_path)
+        except FileNotFoundError:
+            raise UnknownEntry(self.id) from None
+
+    def directories(self):
+        return (self._directory,)
+
+    def settle(self):
+        unlink_quietly(self._message_path)
+
+    def discard(self):
+        """An unlink cannot be taken back; the entry is gone or (unlink failed) still there."""
 
 
 @implementer(ISpool)
@@ -250,15 +321,21 @@ class Spool:
     def add(self, sender, recipients, data, received_from=None, arrival=None):
         """Queue one message durably (stage, write, publish, fsync dirs); return its id."""
         staged = self.stage(sender, recipients, data, received_from, arrival)
-        staged.write()
-        staged.publish()
+        self._commit_now(staged)
+        return staged.id
+
+    @staticmethod
+    def _commit_now(job):
+        """Commit one ICommitJob in this thread, as a group committer would a batch of one."""
+        job.write()
+        job.publish()
         try:
-            for directory in staged.directories():
+            for directory in job.directories():
                 sync_dir(directory)
         except BaseException:
-            staged.discard()
+            job.discard()
             raise
-        return staged.id
+        job.settle()
 
     # -- reading ---------------------------------------------------------------
 
@@ -379,30 +456,20 @@ class Spool:
     # -- updating --------------------------------------------------------------
 
     def update(self, envelope):
-        """Rewrite *envelope* atomically (temp, fsync, rename, dir fsync).
+        """Rewrite *envelope* atomically and durably (see EnvelopeRewrite)."""
+        self._commit_now(self.rewrite(envelope))
 
-        A crash leaves either the old or the new envelope, so at worst the
-        last attempt's outcome is lost and that delivery is repeated.
-        """
-        path = self.envelope_path(envelope.id)
-        if not os.path.exists(path):
-            raise UnknownEntry(envelope.id)
-        atomic_replace(path, envelope.to_json().encode("utf-8"),
-                       tmp_prefix=path + ".tmp")
+    def rewrite(self, envelope):
+        """The rewrite of *envelope* as a job for a group committer."""
+        return EnvelopeRewrite(self, envelope)
 
     def remove(self, queue_id):
-        """Delete an entry: envelope first (durably), then the message.
+        """Delete an entry, envelope first (durably), then the message (see EntryRemoval)."""
+        self._commit_now(self.removal(queue_id))
 
-        A crash in between leaves an orphan message, which load() removes; the
-        reverse order could leave an envelope without message (moved aside).
-        """
-        envelope_path = self.envelope_path(queue_id)
-        try:
-            os.unlink(envelope_path)
-        except FileNotFoundError:
-            raise UnknownEntry(queue_id) from None
-        sync_dir(self.envelopes_dir)
-        unlink_quietly(self.message_path(queue_id))
+    def removal(self, queue_id):
+        """The removal of *queue_id* as a job for a group committer."""
+        return EntryRemoval(self, queue_id)
 
     def move_aside(self, queue_id, reason):
         """Move an entry into corrupt/ with a <id>.reason file; it is never retried.
