@@ -8,27 +8,18 @@ keywords, and accept the Dovecot passwords.  Last, Dovecot serves the tree again
 appliance changed it, and must show what the appliance showed: the files stayed Dovecot's.
 """
 
-import grp
 import imaplib
 import os
-import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import textwrap
-import threading
 
 import pytest
 
 from appliance import Appliance, admin, write_config
+from dovecot_server import DOVEADM, DOVECOT, Dovecot as DovecotServer, chown_tree
 from imapclient import TIMEOUT_SECONDS, connect
-
-SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-DOVECOT = shutil.which("dovecot", path=SBIN_PATH)
-DOVEADM = shutil.which("doveadm", path=SBIN_PATH)
-START_TIMEOUT_SECONDS = 30
 USERS = {"alice@dovecot.test": ("BLF-CRYPT", "alice's pw"), "bob@dovecot.test": ("SHA512-CRYPT", "bob's pw")}
 FOLDERS = {"alice@dovecot.test": ("INBOX", "Work.Projects"), "bob@dovecot.test": ("INBOX",)}
 FETCHED = re.compile(rb"UID (\d+) FLAGS \(([^)]*)\)|FLAGS \(([^)]*)\) UID (\d+)")
@@ -48,82 +39,8 @@ def place():
     shutil.rmtree(directory)
 
 
-def _mail_user():
-    """(uid, gid, name) Dovecot's mail processes run as: never root, which Dovecot refuses."""
-    entry = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
-    return entry.pw_uid, entry.pw_gid, entry.pw_name
-
-
-def _chown_tree(top, uid, gid):
-    for directory, subdirectories, file_names in os.walk(top):
-        for name in [directory, *(os.path.join(directory, n) for n in subdirectories + file_names)]:
-            os.lchown(name, uid, gid)
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Dovecot(Appliance):
-    """A `dovecot -F` process serving *mail_root* (maildir:MAIL_ROOT/%d/%n) on 127.0.0.1:.port;
-    its log (on stderr) is read, waited on and reported like the appliance's."""
-
-    def __init__(self, place, mail_root, passwd_file):
-        uid, gid, name = _mail_user()
-        run = tempfile.mkdtemp(prefix="dovecot-", dir=place)
-        self.port = _free_port()
-        # Not root: every Dovecot process runs as us (no chroot then, which needs root).
-        unprivileged = "" if os.geteuid() == 0 else (
-            f"default_login_user = {name}\ndefault_internal_user = {name}\n"
-            f"default_internal_group = {grp.getgrgid(gid).gr_name}\n")
-        config = os.path.join(run, "dovecot.conf")
-        with open(config, "w") as handle:
-            handle.write(textwrap.dedent(f"""\
-                base_dir = {run}/base
-                state_dir = {run}/state
-                log_path = /dev/stderr
-                protocols = imap
-                listen = 127.0.0.1
-                ssl = no
-                disable_plaintext_auth = no
-                auth_mechanisms = plain
-                first_valid_uid = {uid}
-                mail_location = maildir:{mail_root}/%d/%n
-                passdb {{
-                  driver = passwd-file
-                  args = {passwd_file}
-                }}
-                userdb {{
-                  driver = static
-                  args = uid={uid} gid={gid} home={mail_root}/%d/%n
-                }}
-                service anvil {{
-                  chroot =
-                }}
-                service imap-login {{
-                  chroot =
-                  inet_listener imap {{
-                    address = 127.0.0.1
-                    port = {self.port}
-                  }}
-                  inet_listener imaps {{
-                    port = 0
-                  }}
-                }}
-                """) + unprivileged)
-        os.makedirs(mail_root, exist_ok=True)
-        _chown_tree(mail_root, uid, gid)
-        # The same start-up as Appliance.__init__, on another command: the master logs "starting
-        # up" only after binding its listeners.
-        self.process = subprocess.Popen([DOVECOT, "-F", "-c", config], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self._ended = False
-        self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for_log(r"master: Info: Dovecot v\S+ .*starting up", START_TIMEOUT_SECONDS)
+class Dovecot(DovecotServer):
+    """The shared launcher, with a login as this test's users."""
 
     def login(self, address):
         client = imaplib.IMAP4("127.0.0.1", self.port, timeout=TIMEOUT_SECONDS)
@@ -224,7 +141,7 @@ def test_takeover_keeps_uids_flags_keywords_and_passwords(place):
     assert "dovecot-keywords" in alice_files and ".Work.Projects/dovecot-keywords" in alice_files
 
     # What the admin does first (docs/dovecot-takeover.md): the tree becomes the service user's.
-    _chown_tree(dovecot_root, os.geteuid(), os.getegid())
+    chown_tree(dovecot_root, os.geteuid(), os.getegid())
     config_path = write_config(place, listeners=("imaps",), domains="office.test")
     data_dir = os.path.join(place, "data")
     dry = admin(config_path, "import-dovecot", "--mail-root", dovecot_root, "--passwd-file", passwd, "--dry-run")

@@ -64,14 +64,30 @@ def test_new_mail_and_outside_changes_reach_listeners_on_the_next_poll(tmp_path)
 
 def test_changes_tell_everyone_but_their_origin(tmp_path):
     path = maildir(tmp_path, 2)
-    folder = Folder(path, Clock())
+    clock = Clock()
+    folder = Folder(path, clock)
     actor, watcher = Recorder(), Recorder()
     folder.add_listener(actor)
     folder.add_listener(watcher)
     assert folder.set_letters([1, 2], {"T"}, 1, origin=actor) == [1, 2]
     assert folder.expunge([2], origin=actor) == [2]
     assert actor.events == [] and watcher.events == [("flags", [1, 2]), ("expunged", [2])]
-    assert UidList.load(path).uids() == [1]
+    assert UidList.load(path).uids() == [1, 2]          # EXPUNGE writes nothing at once...
+    clock.advance(POLL_INTERVAL_SECONDS)
+    assert UidList.load(path).uids() == [1]             # ...the next poll saves the UID list
+
+
+def test_an_expunge_whose_uid_list_was_not_saved_is_finished_at_the_next_open(tmp_path):
+    path = maildir(tmp_path, 3)
+    folder = Folder(path, Clock())
+    folder.set_letters([2], {"T"}, 1)
+    assert folder.expunge() == [2]
+    # A crash now: the file is gone, the UID list on disk still lists it.
+    assert UidList.load(path).uids() == [1, 2, 3]
+    reopened = Folder(path, Clock())
+    assert list(reopened.messages) == [1, 3]
+    on_disk = UidList.load(path)
+    assert on_disk.uids() == [1, 3] and on_disk.next_uid == 4     # UID 2 is never given again
 
 
 def test_a_name_without_w_is_measured_once_and_cached(tmp_path):

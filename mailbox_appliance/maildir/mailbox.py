@@ -101,6 +101,16 @@ class Folder:
         self._poll = LoopingCall(self.refresh)
         self._poll.clock = clock
         self.refresh()
+        self._forget_missing()
+
+    def _forget_missing(self):
+        """Drop the UID list's records of files that are gone: expunged just before a crash
+        (see _drop), or deleted while the appliance was not running.  Their UIDs stay used."""
+        missing = [base for _uid, base in self.uidlist.items() if base not in self._by_base]
+        if missing:
+            self.uidlist.remove(missing)
+            self._uidlist_dirty = True
+            self.save()
 
     # -- watching -----------------------------------------------------------------------------
 
@@ -383,17 +393,20 @@ class Folder:
         return self._drop(doomed, origin)
 
     def _drop(self, doomed, origin):
+        """Forget removed messages.  Nothing is fsynced and the UID list is saved later (by the
+        next poll or change): should a crash lose the unlinks, the files come back with their
+        UIDs still listed, flagged \\Deleted; should it lose the save, the records of files
+        that are gone are dropped when the folder is next opened.  Either way no UID is ever
+        given to another message, and EXPUNGE costs no disk flush (it was the slowest command
+        of a busy folder)."""
         if not doomed:
             return []
-        cur = os.path.join(self.path, "cur")
-        sync_dir(cur)
         self.uidlist.remove([m.base for m in doomed])
         for message in doomed:
             del self.messages[message.uid]
             del self._by_base[message.base]
         self._uidlist_dirty = True
-        self._cur_mtime = os.stat(cur).st_mtime_ns
-        self.save()
+        self._cur_mtime = os.stat(os.path.join(self.path, "cur")).st_mtime_ns
         removed = sorted(m.uid for m in doomed)
         self._tell("messages_expunged", removed, origin)
         return removed
