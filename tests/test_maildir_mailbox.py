@@ -109,3 +109,16 @@ def test_append_and_copy_keep_flags_keywords_and_date(tmp_path):
     message = archive.messages[copied]
     assert message.letters == "Sa" and archive.keywords.keyword_for("a") == "$Work"
     assert archive.internal_date(message) == 1_000_000_000
+
+
+def test_append_adds_one_record_to_the_uid_list_without_rewriting_it(tmp_path):
+    path = maildir(tmp_path, 1)
+    folder = Folder(path, Clock())
+    uidlist_path = os.path.join(path, "dovecot-uidlist")
+    before = open(uidlist_path).read()
+    inode = os.stat(uidlist_path).st_ino
+    uid = folder.append(b"Subject: appended\r\n\r\nbody\r\n", set())
+    after = open(uidlist_path).read()
+    assert os.stat(uidlist_path).st_ino == inode and after.startswith(before)
+    assert after[len(before):] == "%d :%s\n" % (uid, folder.messages[uid].base)
+    assert UidList.load(path).uids() == [1, uid]

@@ -185,3 +185,25 @@ def test_100k_entries_round_trip(tmp_path):
     loaded = UidList.load(tmp_path)
     assert len(loaded) == 100_000 and loaded.next_uid == 100_001
     assert loaded.uid_for("1700099999.M1P1Q99999.host,S=2000,W=2050") == 100_000
+
+
+def test_appended_records_are_read_back_and_raise_next_uid(tmp_path):
+    ul = UidList.load(tmp_path)
+    ul.assign(["a"])
+    ul.save()
+    header = (tmp_path / "dovecot-uidlist").read_text().split("\n")[0]
+    inode = os.stat(tmp_path / "dovecot-uidlist").st_ino
+    ul.assign(["b", "c"])
+    ul.append([2, 3])
+    text = (tmp_path / "dovecot-uidlist").read_text()
+    assert text.split("\n")[0] == header and " N2 " in header + " "     # header untouched
+    assert text.endswith("1 :a\n2 :b\n3 :c\n") and os.stat(tmp_path / "dovecot-uidlist").st_ino == inode
+    again = UidList.load(tmp_path)
+    assert again.items() == [(1, "a"), (2, "b"), (3, "c")] and again.next_uid == 4
+
+
+def test_an_append_cut_short_by_a_crash_is_ignored(tmp_path):
+    path = tmp_path / "dovecot-uidlist"
+    path.write_text("3 V1 N3 G%s\n1 :a\n2 :b\n3 :c-torn" % ("0" * 32))
+    ul = UidList.load(tmp_path)
+    assert ul.items() == [(1, "a"), (2, "b")] and ul.next_uid == 3

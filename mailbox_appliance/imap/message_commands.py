@@ -115,7 +115,7 @@ class MessageCommands:
                 self.transport.write(b"".join(batch))
                 batch = []
         self.transport.write(b"".join(batch))
-        folder.save()
+        folder.save(rewrite=False)
         self.sendPositiveResponse(tag, b"FETCH completed")
 
     def _fetch_items(self, message, query, with_uid, flags_too):
@@ -191,7 +191,7 @@ class MessageCommands:
             return
         direction = {b"+": 1, b"-": -1}.get(mode[:1], 0)
         folder.set_letters([message_uid for _n, message_uid in chosen], letters, direction, origin=self.selection)
-        folder.save()
+        folder.save(rewrite=False)
         if not mode.endswith(b".SILENT"):
             for number, message_uid in chosen:
                 if message_uid in folder.messages:

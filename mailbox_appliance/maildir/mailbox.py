@@ -97,7 +97,8 @@ class Folder:
         self._listeners = []
         self._unclaimed_recent = set()    # moved from new/ before any session was told
         self._cur_mtime = None
-        self._uidlist_dirty = False
+        self._uidlist_dirty = False       # the UID list must be rewritten (removals, sizes)
+        self._unsaved_uids = []           # new UIDs not yet on disk: appended at once
         self._poll = LoopingCall(self.refresh)
         self._poll.clock = clock
         self.refresh()
@@ -208,8 +209,7 @@ class Folder:
             return []
         fresh = sorted((b for b in bases if self.uidlist.uid_for(b) is None), key=_delivery_order)
         if fresh:
-            self.uidlist.assign(fresh)
-            self._uidlist_dirty = True
+            self._unsaved_uids.extend(self.uidlist.assign(fresh).values())
         added = [self._by_base[base] for base in bases]
         for message in added:
             message.uid = self.uidlist.uid_for(message.base)
@@ -227,11 +227,19 @@ class Folder:
         if self._poll.running:
             self._poll.stop()
 
-    def save(self):
-        """Write the UID list if it changed (atomically: uidlist.save), and new keywords."""
-        if self._uidlist_dirty:
+    def save(self, rewrite=True):
+        """Make new UIDs durable before any session learns them, and new keywords.
+
+        New UIDs are appended to the UID list (one fdatasync); removals and cached sizes need
+        a whole atomic rewrite, which *rewrite* false leaves to the next poll (the commands of
+        a busy folder then flush once, not twice)."""
+        if self._uidlist_dirty and rewrite:
             self.uidlist.save()
             self._uidlist_dirty = False
+            self._unsaved_uids = []
+        elif self._unsaved_uids:
+            self.uidlist.append(self._unsaved_uids)
+            self._unsaved_uids = []
         if self.keywords.changed:
             self.keywords.save()
 
@@ -309,7 +317,7 @@ class Folder:
             changed.append(uid)
         if changed:
             self._cur_mtime = os.stat(cur).st_mtime_ns
-            self.save()
+            self.save(rewrite=False)
             self._tell("flags_changed", changed, origin)
         return changed
 
@@ -362,7 +370,7 @@ class Folder:
         message = self._by_base[base] = Message(None, base, letters)
         self._assign([base])
         self._cur_mtime = os.stat(cur).st_mtime_ns
-        self.save()
+        self.save(rewrite=False)
         if notify:
             self._tell_added([message.uid], origin)
         return message.uid

@@ -25,6 +25,12 @@ Version 1 (Dovecot <= 1.0, Courier's courierimapuiddb)::
 
 is read too and rewritten as version 3 on save.
 
+New records may also be appended at the end of the file, as Dovecot does
+between rewrites; a record above the header's next UID raises it.  A last line
+without its newline is an append cut short by a crash (its fdatasync never
+returned, so no client learned that UID): it is ignored, and the next save
+rewrites the file.
+
 Locking: Dovecot serialises writers with a ``dovecot-uidlist.lock`` dotlock.
 This class does not lock; the caller must serialise load-modify-save per
 folder (one UidList object per folder in the server).
@@ -36,7 +42,7 @@ import secrets
 import time
 from itertools import islice
 
-from mailbox_appliance.atomic import atomic_replace
+from mailbox_appliance.atomic import atomic_replace, write_all
 
 __all__ = ["UidList", "UidListError", "UIDLIST_FILE", "MAX_UID"]
 
@@ -98,9 +104,9 @@ class UidList:
     def _parse(self, text):
         path = self.path
         lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        if not lines:
+        if len(lines) > 1:
+            lines.pop()       # after the last newline: "", or an append cut short by a crash
+        if not lines or not lines[0]:
             raise UidListError(path, 0, "file is empty")
         header = lines[0]
         if len(header) < 2 or header[0] not in "0123456789" or header[1] != " ":
@@ -354,16 +360,32 @@ class UidList:
         out = [head, "\n"]
         ext = self._ext
         if ext:
-            for uid, base in self._by_uid.items():
-                fields = ext.get(uid)
-                if fields:
-                    out.append("%d %s :%s\n" % (uid, " ".join(fields), base))
-                else:
-                    out.append("%d :%s\n" % (uid, base))
+            out.extend(map(self._record, self._by_uid))
         else:
             out.extend(["%d :%s\n" % item for item in self._by_uid.items()])
         return "".join(out).encode("utf-8", "surrogateescape")
 
+    def _record(self, uid):
+        fields = self._ext.get(uid)
+        if fields:
+            return "%d %s :%s\n" % (uid, " ".join(fields), self._by_uid[uid])
+        return "%d :%s\n" % (uid, self._by_uid[uid])
+
     def save(self):
         """Write the file atomically: temp in the same dir, fsync, rename, fsync dir."""
         atomic_replace(self.path, self.dumps())
+
+    def append(self, uids):
+        """Add the records of *uids* (new, above every UID in the file) at its end and
+        fdatasync it: one flush, where save() takes two and a rename.  A file not yet
+        written is saved whole."""
+        data = "".join(map(self._record, uids)).encode("utf-8", "surrogateescape")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return self.save()
+        try:
+            write_all(fd, data)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
