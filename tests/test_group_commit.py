@@ -96,3 +96,15 @@ def test_rewrite_and_removal_of_an_entry_that_is_gone(tmp_path):
     committer._commit([([spool.rewrite(envelope)], rewrite), ([spool.removal(queue_id)], removal)])
     assert _outcome(rewrite).check(UnknownEntry) and _outcome(removal).check(UnknownEntry)
     assert os.listdir(spool.envelopes_dir) == []             # the rewrite left no temporary file
+
+
+def test_a_rewrite_after_a_removal_in_the_same_batch_does_not_bring_the_entry_back(tmp_path):
+    spool = Spool(str(tmp_path / "queue"))
+    queue_id = spool.add("a@example.test", ["b@example.org"], b"m")
+    envelope = spool.read_envelope(queue_id)
+    removal, rewrite = defer.Deferred(), defer.Deferred()
+    # Every write() of a batch runs before any publish(): the rewrite's first check passes.
+    GroupCommitter(_InlineReactor())._commit([([spool.removal(queue_id)], removal),
+                                              ([spool.rewrite(envelope)], rewrite)])
+    assert _outcome(removal) is None and _outcome(rewrite).check(UnknownEntry)
+    assert os.listdir(spool.envelopes_dir) == [] and os.listdir(spool.messages_dir) == []

@@ -1,5 +1,6 @@
 """The admin's view of the queue, and DKIM signing, against a running appliance and real peers."""
 
+import os
 import re
 
 import dkim
@@ -45,6 +46,18 @@ def test_list_retry_flush_bounce_and_delete(office):
     office.appliance.wait_for_log(rf"queue control: delete {entry.id}")
     assert office.queued() == []
     assert len(reports(office)) == 1
+
+
+def test_a_delete_during_an_attempt_waits_for_it_and_leaves_nothing_behind(office, world):
+    submit(office, ["friend@slow.test"])                # 2 s per reply: the attempt takes a while
+    [entry] = office.queued()
+    _run(office, "queue", "delete", entry.id)
+    office.appliance.wait_for_log(rf"queue control: delete {entry.id} after the attempt in flight", timeout=30)
+    office.appliance.wait_for_log(rf"queue control: delete {entry.id} done", timeout=60)
+    assert office.queued() == []
+    # The attempt's outcome was recorded first and did not bring the entry back.
+    assert office.appliance.wait_for_log(rf"queue {entry.id}: attempt 1: <friend@slow.test> via mx.slow.test")
+    assert not [name for name in os.listdir(os.path.join(office.data_dir, "queue", "envelopes"))]
 
 
 def test_unknown_queue_id(office):

@@ -44,7 +44,7 @@ def test_messages_to_one_server_share_a_connection(office, world):
 def test_a_host_that_is_down_is_skipped_for_the_next_mx(office, world):
     submit(office, ["friend@backup.test"])
     office.appliance.wait_for_log(r"done, 1 delivered")
-    assert office.appliance.wait_for_log(r"via down.backup.test \[127.0.0.9\]: cannot connect.*; trying the next host")
+    assert office.appliance.wait_for_log(r"via down.backup.test \[127.0.0.9\]: cannot connect")
     assert [envelope["host"] for envelope, _ in world.received()] == ["127.0.0.3"]
 
 

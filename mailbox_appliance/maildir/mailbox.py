@@ -234,6 +234,7 @@ class Folder:
         a whole atomic rewrite, which *rewrite* false leaves to the next poll (the commands of
         a busy folder then flush once, not twice)."""
         if self._uidlist_dirty and rewrite:
+            sync_dir(os.path.join(self.path, "cur"))      # removals first (see _drop)
             self.uidlist.save()
             self._uidlist_dirty = False
             self._unsaved_uids = []
@@ -394,19 +395,24 @@ class Folder:
         return self._drop(doomed, origin)
 
     def remove(self, uids, origin=None):
-        """MOVE (RFC 6851): take these messages out whatever their flags; returns their UIDs."""
+        """MOVE (RFC 6851) and POP3 deletion: take these messages out whatever their flags;
+        returns their UIDs.  The unlinks are made durable at once: these messages are not
+        flagged \\Deleted, so one coming back after a crash would be a copy left behind (MOVE)
+        or mail the client was told is gone (POP3)."""
         doomed = [self.messages[uid] for uid in uids if uid in self.messages]
         for message in doomed:
             unlink_quietly(self.file_path(message))
+        if doomed:
+            sync_dir(os.path.join(self.path, "cur"))
         return self._drop(doomed, origin)
 
     def _drop(self, doomed, origin):
-        """Forget removed messages.  Nothing is fsynced and the UID list is saved later (by the
-        next poll or change): should a crash lose the unlinks, the files come back with their
-        UIDs still listed, flagged \\Deleted; should it lose the save, the records of files
-        that are gone are dropped when the folder is next opened.  Either way no UID is ever
-        given to another message, and EXPUNGE costs no disk flush (it was the slowest command
-        of a busy folder)."""
+        """Forget removed messages.  The UID list is saved later (by the next poll or change),
+        after an fsync of cur/ so that a record never goes before its file: should a crash lose
+        EXPUNGE's unlinks, the files come back with their UIDs still listed, flagged
+        \\Deleted; should it lose the save, the records of files that are gone are dropped
+        when the folder is next opened.  Either way no UID is ever given to another message,
+        and EXPUNGE costs no disk flush (it was the slowest command of a busy folder)."""
         if not doomed:
             return []
         self.uidlist.remove([m.base for m in doomed])

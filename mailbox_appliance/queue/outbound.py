@@ -86,7 +86,7 @@ class Outbound:
                     route = f"via {host.name} [{address}]"
                     if problem.permanent:
                         return self._all(recipients, False, True, problem.text, host.name, route)
-                    self.log.info("delivery {queue_id} to {recipients} {route}: {result}; trying the next host",
+                    self.log.info("delivery {queue_id} to {recipients} {route}: {result}",
                                   queue_id=queue_id, recipients=",".join(f"<{r}>" for r in recipients),
                                   route=route, result=problem.text)
                     failure = problem

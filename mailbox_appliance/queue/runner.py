@@ -46,6 +46,7 @@ class QueueRunner(Service):
         self.clock = clock
         self._timers = {}
         self._active = set()
+        self._after_attempt = {}      # queue id -> admin command waiting for its attempt to end
         self._total = defer.DeferredSemaphore(MAX_ACTIVE_DELIVERIES)
         self._per_domain = {}
         self._control = task.LoopingCall(self._read_control)
@@ -81,11 +82,14 @@ class QueueRunner(Service):
     # -- scheduling -----------------------------------------------------------------------
 
     def _schedule(self, queue_id, when):
-        previous = self._timers.pop(queue_id, None)
-        if previous is not None and previous.active():
-            previous.cancel()
+        self._unschedule(queue_id)
         delay = max(0.0, when - self.clock.seconds())
         self._timers[queue_id] = self.clock.callLater(delay, self._attempt, queue_id)
+
+    def _unschedule(self, queue_id):
+        timer = self._timers.pop(queue_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _attempt(self, queue_id):
         self._timers.pop(queue_id, None)
@@ -94,7 +98,13 @@ class QueueRunner(Service):
         self._active.add(queue_id)
         result = defer.ensureDeferred(self._try(queue_id))
         result.addErrback(self._attempt_broke, queue_id)
-        result.addBoth(lambda _: self._active.discard(queue_id))
+        result.addBoth(self._attempt_ended, queue_id)
+
+    def _attempt_ended(self, _, queue_id):
+        self._active.discard(queue_id)
+        command = self._after_attempt.pop(queue_id, None)
+        if command is not None:
+            self._by_admin(command, queue_id)
 
     def _attempt_broke(self, failure, queue_id):
         """An attempt ended in an error of ours: log it, and try again after the first retry delay,
@@ -139,7 +149,15 @@ class QueueRunner(Service):
             elif outcome.permanent:
                 recipient.state = "failed"
         envelope.attempts += 1
-        await self._conclude(envelope, message, f"attempt {envelope.attempts}: " + "; ".join(tried))
+        what = f"attempt {envelope.attempts}: " + "; ".join(tried)
+        try:
+            await self._conclude(envelope, message, what)
+        except Exception:
+            # The attempt's one line comes after its outcome is recorded; when that fails, say
+            # what happened anyway: those recipients will be tried again.
+            self.log.info("queue {queue_id}: {what}; not recorded, so tried again later",
+                          queue_id=queue_id, what=what)
+            raise
 
     async def _signed(self, envelope, message):
         """The message DKIM-signed when it is ours to sign: sent by an authenticated user, or a
@@ -193,7 +211,9 @@ class QueueRunner(Service):
             try:
                 await self.committer.commit([self.spool.rewrite(envelope)])
             except UnknownEntry:
-                self._finish_by_admin("delete", envelope.id)
+                self.log.info("queue {queue_id}: {what}; the entry was deleted meanwhile", queue_id=envelope.id,
+                              what=what)
+                self._unschedule(envelope.id)
                 return
             self.log.info("queue {queue_id}: {what}; {pending} pending, next attempt in {delay:.0f}s",
                           queue_id=envelope.id, what=what, pending=len(pending), delay=envelope.next_attempt - now)
@@ -203,7 +223,10 @@ class QueueRunner(Service):
             # The entry goes only once its bounce is stored; if storing fails, the attempt
             # fails and is retried later (see _attempt_broke).
             await self._report(envelope, message, failed, "failed")
-        await self.committer.commit([self.spool.removal(envelope.id)])
+        try:
+            await self.committer.commit([self.spool.removal(envelope.id)])
+        except UnknownEntry:
+            pass                      # deleted by the postmaster meanwhile: gone all the same
         self.log.info("queue {queue_id}: {what}; done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
                       what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
 
@@ -243,17 +266,30 @@ class QueueRunner(Service):
                     self._schedule(envelope.id, 0)
             elif command == "retry":
                 self._schedule(queue_id, 0)
+            elif command in ("delete", "bounce") and queue_id in self._active:
+                # Applied when the attempt in flight ends, so that its record of the outcome
+                # cannot bring the entry back.
+                self._after_attempt[queue_id] = command
+                self.log.info("queue control: {command} {queue_id} after the attempt in flight",
+                              command=command, queue_id=queue_id)
+                continue
             elif command in ("delete", "bounce"):
-                self._finish_by_admin(command, queue_id)
+                self._by_admin(command, queue_id)
+                continue
             else:
                 self.log.warn("queue control: unknown request {name} ignored", name=name)
                 continue
             self.log.info("queue control: {command} {queue_id} done", command=command, queue_id=queue_id or "all")
 
-    def _finish_by_admin(self, command, queue_id):
-        timer = self._timers.pop(queue_id, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+    def _by_admin(self, command, queue_id):
+        """Delete or bounce *queue_id* now, and log when that is done."""
+        result = defer.ensureDeferred(self._finish_by_admin(command, queue_id))
+        result.addCallback(lambda _: self.log.info("queue control: {command} {queue_id} done",
+                                                   command=command, queue_id=queue_id))
+        result.addErrback(self._attempt_broke, queue_id)
+
+    async def _finish_by_admin(self, command, queue_id):
+        self._unschedule(queue_id)
         try:
             envelope = self.spool.read_envelope(queue_id)
             message = self.spool.read_message(queue_id)
@@ -263,7 +299,10 @@ class QueueRunner(Service):
             for recipient in envelope.pending():
                 recipient.state = "failed"
                 recipient.last_reply = f"550 5.3.0 Returned by the postmaster; last reply: {recipient.last_reply}"
-            defer.ensureDeferred(self._conclude(envelope, message, "returned by the postmaster")).addErrback(
-                self._attempt_broke, queue_id)
+            await self._conclude(envelope, message, "returned by the postmaster")
         else:
-            self.spool.remove(queue_id)
+            # Through the committer: only its thread ever removes or rewrites an entry.
+            try:
+                await self.committer.commit([self.spool.removal(queue_id)])
+            except UnknownEntry:
+                pass

@@ -206,6 +206,9 @@ class EnvelopeRewrite:
         create_synced(self._tmp, self._data)
 
     def publish(self):
+        # Checked again: a removal in the same batch may have come after write().
+        if not os.path.exists(self.path):
+            raise UnknownEntry(self.id)
         os.rename(self._tmp, self.path)
 
     def directories(self):
