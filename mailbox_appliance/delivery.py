@@ -20,13 +20,13 @@ from mailbox_appliance.smtp.headers import return_path
 class MaildirJob:
     """One local copy, as a group-commit job: tmp/ file, then new/, then new/ is fsynced."""
 
-    def __init__(self, maildir, data, hostname):
-        self.maildir, self.data, self.hostname = maildir, data, hostname
+    def __init__(self, maildir, data, hostname, crlf_only=False):
+        self.maildir, self.data, self.hostname, self.crlf_only = maildir, data, hostname, crlf_only
         self.tmp = None
         self.published = False
 
     def write(self):
-        self.tmp = maildir_delivery.write_tmp(self.maildir, self.data, self.hostname)
+        self.tmp = maildir_delivery.write_tmp(self.maildir, self.data, self.hostname, self.crlf_only)
 
     def publish(self):
         maildir_delivery.publish(self.tmp)
@@ -59,8 +59,9 @@ class Delivery:
     def new_id(self):
         return self.spool.new_id()
 
-    def deliver(self, queue_id, sender, recipients, message, received_from):
-        """Store *message* for every (address, Resolution) in *recipients*; a Deferred."""
+    def deliver(self, queue_id, sender, recipients, message, received_from, crlf_only=False):
+        """Store *message* for every (address, Resolution) in *recipients*; a Deferred.
+        *crlf_only*: the caller checked that every line of *message* ends in CRLF."""
         local, remote = {}, {}
         for _address, resolution in recipients:
             local.update(dict.fromkeys(resolution.local))
@@ -69,7 +70,7 @@ class Delivery:
         if local:
             # RFC 5321 §4.4: the final delivery adds Return-Path with the envelope sender.
             local_copy = return_path(sender) + message
-            jobs += [MaildirJob(self._maildir(mailbox), local_copy, self.hostname) for mailbox in local]
+            jobs += [MaildirJob(self._maildir(mailbox), local_copy, self.hostname, crlf_only) for mailbox in local]
         if remote:
             staged = self.spool.stage(sender, list(remote), message, received_from=received_from, entry_id=queue_id)
             jobs.append(staged)

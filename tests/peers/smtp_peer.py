@@ -123,15 +123,22 @@ async def main():
     tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls_context.load_cert_chain(certificate, key)
     behaviours = dict(item.split("=", 1) for item in hosts)
-    port = 0
-    servers = []
-    for host, behaviour in behaviours.items():
-        async def handle(reader, writer, behaviour=behaviour, host=host):
-            await Session(reader, writer, behaviour, spool, tls_context, host).run()
+    for _ in range(50):
+        # The first host's port is the kernel's pick; should it be taken on another host, start
+        # again with a new one.
+        port, servers = 0, []
+        try:
+            for host, behaviour in behaviours.items():
+                async def handle(reader, writer, behaviour=behaviour, host=host):
+                    await Session(reader, writer, behaviour, spool, tls_context, host).run()
 
-        server = await asyncio.start_server(handle, host, port, limit=1 << 26)
-        port = server.sockets[0].getsockname()[1]
-        servers.append(server)
+                server = await asyncio.start_server(handle, host, port, limit=1 << 26)
+                port = server.sockets[0].getsockname()[1]
+                servers.append(server)
+            break
+        except OSError:
+            for server in servers:
+                server.close()
     print(f"smtp listening on {port}", flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
 
