@@ -13,8 +13,9 @@ What this module decides:
 * A message found in new/ is renamed into cur/ with an empty ``:2,`` info, as Dovecot does when it
   first sees it, and is \\Recent to the first session told about it.
 * UIDs come from the dovecot-uidlist (uidlist.py), new files getting ascending UIDs in the order
-  of their delivery time (the seconds at the start of a Maildir name); the list is saved
-  atomically before any session learns the new UIDs.
+  of their delivery time (the seconds at the start of a Maildir name); new UIDs are appended to
+  the list and fdatasynced before any session learns them, and removals wait for the next poll's
+  atomic rewrite (see save and _drop).
 * Flags change by renaming the file in cur/; keywords take letters through dovecot-keywords.
 * Changes by other programs are found by polling: new/ is listed, and cur/ is re-listed when its
   modification time moved, every POLL_INTERVAL_SECONDS while any session watches the folder, and
