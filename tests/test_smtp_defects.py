@@ -94,6 +94,18 @@ def test_dot_stuffing_is_undone_exactly(office):
     assert stored.endswith(b"\r\nleading dot on the first line\r\n.\r\n..two\r\nplain\r\n")
 
 
+def test_dot_lines_and_the_end_marker_arriving_an_octet_at_a_time(office):
+    raw = RawSMTP(office.ports["smtp"])
+    raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    raw.open_data()
+    for octet in b"..first\r\nplain\r\n...\r\n..x\r\n.\r\n":
+        raw.send(bytes([octet]))
+    assert raw.reply()[0] == 250
+    raw.close()
+    [stored] = office.inbox()
+    assert stored.endswith(b"\r\n.first\r\nplain\r\n..\r\n.x\r\n")
+
+
 def test_empty_message(office):
     raw = _data(office, b".\r\n")
     assert raw.reply()[0] == 250

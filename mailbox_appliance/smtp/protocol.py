@@ -91,6 +91,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._data = None
         self._scan_from = 0
         self._too_big = False
+        self._dotted = False
         self._bdat_remaining = 0
         self._bdat_last = False
         self._auth_step = None
@@ -462,6 +463,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         self._data = bytearray(b"\r\n")
         self._scan_from = 0
         self._too_big = False
+        self._dotted = False
 
     def _read_data(self):
         """Consume DATA until <CRLF>.<CRLF> and only that (RFC 5321 §4.1.1.4).
@@ -472,7 +474,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         if self._buffer:
             self._data += self._buffer
             self._buffer.clear()
-        end = self._data.find(b"\r\n.\r\n", self._scan_from)
+        end = self._find_end()
         if end < 0:
             if len(self._data) - 2 > self.settings.max_message_size:
                 # Too big: stop keeping it, but keep reading to the end marker so the rest of
@@ -480,8 +482,6 @@ class SMTPServer(Protocol, TimeoutMixin):
                 self._too_big = True
                 self._data = self._data[-4:]
                 self._scan_from = 0
-            else:
-                self._scan_from = max(0, len(self._data) - 4)
             return
         self._buffer = self._data[end + 5:]
         raw = bytes(self._data[2:end + 2])
@@ -490,7 +490,30 @@ class SMTPServer(Protocol, TimeoutMixin):
         if self._too_big:
             self._finish_refused(Reply(552, "5.3.4", f"Message exceeds the limit of {self.settings.max_message_size} octets"))
             return
-        self._message_complete(content.unstuff(raw))
+        # Most messages have no line starting with a dot: then there is nothing to unstuff, and
+        # no second pass over a large body to find that out.
+        self._message_complete(content.unstuff(raw) if self._dotted else raw)
+
+    def _find_end(self):
+        """Where the end marker CRLF "." CRLF starts in the DATA read so far, or -1.
+
+        One pass finds every CRLF "." -- the end marker, or a dot-stuffed line, which is noted
+        for unstuffing.  A CRLF "." too close to the end to tell which is looked at again when
+        more octets arrive.
+        """
+        data, at = self._data, self._scan_from
+        while True:
+            hit = data.find(b"\r\n.", at)
+            if hit < 0:
+                self._scan_from = max(at, len(data) - 2)      # a CRLF "." may be arriving
+                return -1
+            if len(data) < hit + 5:
+                self._scan_from = hit
+                return -1
+            if data[hit + 3:hit + 5] == b"\r\n":
+                return hit
+            self._dotted = True
+            at = hit + 1
 
     def smtp_BDAT(self, argument):
         """RFC 3030 CHUNKING: BDAT <size> [LAST]; the chunk is read raw, whatever the reply."""
