@@ -223,10 +223,7 @@ class QueueRunner(Service):
             # The entry goes only once its bounce is stored; if storing fails, the attempt
             # fails and is retried later (see _attempt_broke).
             await self._report(envelope, message, failed, "failed")
-        try:
-            await self.committer.commit([self.spool.removal(envelope.id)])
-        except UnknownEntry:
-            pass                      # deleted by the postmaster meanwhile: gone all the same
+        await self._remove(envelope.id)
         self.log.info("queue {queue_id}: {what}; done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
                       what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
 
@@ -301,8 +298,12 @@ class QueueRunner(Service):
                 recipient.last_reply = f"550 5.3.0 Returned by the postmaster; last reply: {recipient.last_reply}"
             await self._conclude(envelope, message, "returned by the postmaster")
         else:
-            # Through the committer: only its thread ever removes or rewrites an entry.
-            try:
-                await self.committer.commit([self.spool.removal(queue_id)])
-            except UnknownEntry:
-                pass
+            await self._remove(queue_id)
+
+    async def _remove(self, queue_id):
+        """Take the entry out through the committer: only its thread ever removes or rewrites
+        an entry.  One already gone is gone all the same."""
+        try:
+            await self.committer.commit([self.spool.removal(queue_id)])
+        except UnknownEntry:
+            pass

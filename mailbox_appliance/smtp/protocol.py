@@ -44,6 +44,9 @@ MAX_ERRORS = 10
 # a mailing list with stale addresses, too few to probe which addresses exist (Postfix's
 # smtpd_hard_error_limit is 20 too).
 MAX_REFUSED_RECIPIENTS = 20
+# One log line per transaction (the admin follows a message by its id).
+TRANSACTION_LINE = ("smtp {role} session {session} from {client} helo={helo} user={user} tls={tls}: "
+                    "from=<{sender}> to={recipients} refused={refused} size={size} result={result} id={queue_id}")
 
 
 class Transaction:
@@ -606,12 +609,9 @@ class SMTPServer(Protocol, TimeoutMixin):
             recipients=",".join(f"<{address}>" for address, _ in transaction.recipients) or "-",
             refused=transaction.refused, size=size, result=result, queue_id=queue_id,
         )
-        # The text is made here with an f-string and the fields travel in the event as well:
+        # The text is made here by str.format (in C) and the fields travel in the event as well:
         # twisted.logger's own formatting (string.Formatter, in Python) of these thirteen fields
         # cost a tenth of the reactor's time per message.
-        self.log.info("{transaction}", transaction=(
-            f"smtp {self.settings.role} session {self.session_id} from {self.client_address} helo={self.helo} "
-            f"user={self.user} tls={self.tls_version}: from=<{transaction.sender}> to={fields['recipients']} "
-            f"refused={transaction.refused} size={size} result={result} id={queue_id}"), **fields)
+        self.log.info("{transaction}", transaction=TRANSACTION_LINE.format(**fields), **fields)
 
 
