@@ -110,51 +110,52 @@ def message(size):
     return ("From: bench@example.test\r\nTo: sink@[127.0.0.2]\r\nSubject: drain\r\n\r\n" + body).encode()
 
 
-def drain_once(count, size, profile=None):
-    """One fill, reload and drain; returns (messages delivered per second, reload seconds)."""
-    with tempfile.TemporaryDirectory() as directory:
-        spool = Spool(os.path.join(directory, "data", "queue"))
-        data = message(size)
-        started = time.perf_counter()
-        for _ in range(count):
-            spool.add("bench@example.test", ["sink@[127.0.0.2]"], data)
-        print(f"filled the spool with {count} entries in {time.perf_counter() - started:.1f} s")
-        started = time.perf_counter()
-        loaded = spool.load(repair=False)
-        reload_seconds = time.perf_counter() - started
-        print(f"reload of {len(loaded)} entries (Spool.load): {reload_seconds:.2f} s")
+def drain_once(count, size, workdir, profile=None):
+    """One fill, reload and drain in a new directory under *workdir* (kept: see
+    smtp_accept.work_directory); returns (messages delivered per second, reload seconds)."""
+    directory = tempfile.mkdtemp(prefix="drain-", dir=workdir)
+    spool = Spool(os.path.join(directory, "data", "queue"))
+    data = message(size)
+    started = time.perf_counter()
+    for _ in range(count):
+        spool.add("bench@example.test", ["sink@[127.0.0.2]"], data)
+    print(f"filled the spool with {count} entries in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    loaded = spool.load(repair=False)
+    reload_seconds = time.perf_counter() - started
+    print(f"reload of {len(loaded)} entries (Spool.load): {reload_seconds:.2f} s")
 
-        sink = Sink()
-        sink.expected = count
-        config = write_config(directory, listeners=("smtp",),
-                              extra=f"[outbound]\nresolver = 127.0.0.1:9\nsmtp_port = {sink.port}\n")
-        started = time.perf_counter()
-        profiling = ["--profile", profile, "--profiler", "cprofile", "--savestats"] if profile else []
-        appliance = subprocess.Popen([TWISTD, "-n", "--pidfile=", *profiling, "mailbox-appliance", "--config", config],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        log = []
-        loaded_at = []
+    sink = Sink()
+    sink.expected = count
+    config = write_config(directory, listeners=("smtp",),
+                          extra=f"[outbound]\nresolver = 127.0.0.1:9\nsmtp_port = {sink.port}\n")
+    started = time.perf_counter()
+    profiling = ["--profile", profile, "--profiler", "cprofile", "--savestats"] if profile else []
+    appliance = subprocess.Popen([TWISTD, "-n", "--pidfile=", *profiling, "mailbox-appliance", "--config", config],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = []
+    loaded_at = []
 
-        def read_log():
-            for line in appliance.stdout:
-                log.append(line)
-                if "queue loaded" in line:
-                    loaded_at.append(time.perf_counter())
+    def read_log():
+        for line in appliance.stdout:
+            log.append(line)
+            if "queue loaded" in line:
+                loaded_at.append(time.perf_counter())
 
-        threading.Thread(target=read_log, daemon=True).start()
-        finished = sink.done.wait(600)
-        done_at = time.perf_counter()
-        elapsed = done_at - started
-        loaded_line = next((line for line in log if "queue loaded" in line), "")
-        appliance.terminate()
-        appliance.wait(30)
-        if not finished:
-            sys.exit(f"only {sink.count} of {count} delivered in {elapsed:.0f} s")
-        print(f"appliance start log: {re.sub(r'^.*#info] ', '', loaded_line.strip())}")
-        draining = done_at - loaded_at[0]
-        print(f"drained {count} messages of {len(data)} bytes in {draining:.1f} s after the queue "
-              f"loaded ({elapsed:.1f} s from process start): {count / draining:.0f} messages/s", flush=True)
-        return count / draining, reload_seconds
+    threading.Thread(target=read_log, daemon=True).start()
+    finished = sink.done.wait(600)
+    done_at = time.perf_counter()
+    elapsed = done_at - started
+    loaded_line = next((line for line in log if "queue loaded" in line), "")
+    appliance.terminate()
+    appliance.wait(30)
+    if not finished:
+        sys.exit(f"only {sink.count} of {count} delivered in {elapsed:.0f} s")
+    print(f"appliance start log: {re.sub(r'^.*#info] ', '', loaded_line.strip())}")
+    draining = done_at - loaded_at[0]
+    print(f"drained {count} messages of {len(data)} bytes in {draining:.1f} s after the queue "
+          f"loaded ({elapsed:.1f} s from process start): {count / draining:.0f} messages/s", flush=True)
+    return count / draining, reload_seconds
 
 
 def main():
@@ -167,15 +168,16 @@ def main():
     parser.add_argument("--profile", metavar="FILE", help="run the appliance under cProfile, stats saved to FILE")
     arguments = parser.parse_args()
     drained, reloads, accepted = [], [], []
-    for run in range(1, arguments.runs + 1):
-        if arguments.against_smtp:
-            accepting = argparse.Namespace(count=5000, size=arguments.size, concurrency=20, tmpdir=tempfile.gettempdir(),
-                                           wait_idle=0, profile=None, server_log=None)
-            users_line = f"{smtp_accept.RECIPIENT}:{smtp_accept.password_hash()}"
-            accepted.append(smtp_accept.one_run(accepting, users_line, run)["rate"])
-        rate, reload_seconds = drain_once(arguments.count, arguments.size, arguments.profile)
-        drained.append(rate)
-        reloads.append(reload_seconds)
+    with smtp_accept.work_directory(tempfile.gettempdir()) as workdir:
+        for run in range(1, arguments.runs + 1):
+            if arguments.against_smtp:
+                accepting = argparse.Namespace(count=5000, size=arguments.size, concurrency=20,
+                                               wait_idle=0, profile=None, server_log=None)
+                users_line = f"{smtp_accept.RECIPIENT}:{smtp_accept.password_hash()}"
+                accepted.append(smtp_accept.one_run(accepting, users_line, run, workdir)["rate"])
+            rate, reload_seconds = drain_once(arguments.count, arguments.size, workdir, arguments.profile)
+            drained.append(rate)
+            reloads.append(reload_seconds)
     if arguments.runs > 1 or accepted:
         print(f"median of {arguments.runs}: drain {statistics.median(drained):.0f} messages/s, "
               f"reload of {arguments.count} entries {statistics.median(reloads):.2f} s")

@@ -3,10 +3,10 @@
     python benchmarks/smtp_accept.py [--count 5000] [--size 2048] [--concurrency 20] [--runs 3]
 
 Each run starts a fresh appliance (``twistd -n --pidfile= mailbox-appliance --config ...``, the
-twistd beside sys.executable) on loopback port 0 with a temporary data directory, then
-CONCURRENCY parallel clients each open one session per message, like independent MTAs:
-connect, 220, EHLO, MAIL/RCPT/DATA (pipelined when PIPELINING is advertised, RFC 2920), the
-message, 250, QUIT, 221.  Printed per run and as the median of the runs:
+twistd beside sys.executable) on loopback port 0 with a data directory of its own, kept until
+the last run ends (see work_directory), then CONCURRENCY parallel clients each open one session
+per message, like independent MTAs: connect, 220, EHLO, MAIL/RCPT/DATA (pipelined when
+PIPELINING is advertised, RFC 2920), the message, 250, QUIT, 221.  Printed per run and as the median of the runs:
 
 - msg/s from the first connect until every message is a file in the user's Maildir new/;
 - p50 and p99 latency of one message: connect to the 250 after DATA;
@@ -37,6 +37,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from contextlib import contextmanager
 
 BIN = os.path.dirname(sys.executable)
 TWISTD = os.path.join(BIN, "twistd")
@@ -392,6 +393,25 @@ def wait_for_quiet(limit):
 
 # -- one run ------------------------------------------------------------------------------
 
+@contextmanager
+def work_directory(parent):
+    """A directory for every run's data, removed only after the last run.
+
+    ext4 without a journal (this machine's root file system) does not reuse an inode freed in
+    the last 30 seconds: allocation looks up each candidate's deletion time (recently_deleted()
+    in fs/ext4/ialloc.c), and beside thousands of fresh deletions each new file costs about
+    0.6 ms more kernel time in the writer thread.  Removing one run's 5000 messages before the
+    next run measured that, not the appliance: 100 KB, 1414 msg/s after 40 s without deletions,
+    818-893 msg/s right after one.  So nothing is deleted between runs; leave 30 s between two
+    invocations for the same reason (a minute after removing 25,000 messages, runs were still slowed).
+    """
+    path = tempfile.mkdtemp(prefix="smtp-accept-", dir=parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def percentile(sorted_values, fraction):
     """Nearest-rank percentile."""
     if not sorted_values:
@@ -400,41 +420,39 @@ def percentile(sorted_values, fraction):
     return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]
 
 
-def one_run(args, users_line, run):
+def one_run(args, users_line, run, workdir):
+    """One appliance, COUNT messages; its data stays in *workdir* (see work_directory)."""
     if args.wait_idle > 0:
         waited = wait_for_quiet(args.wait_idle)
         if waited is None:
             print(f"  note: the machine stayed busy for {args.wait_idle} s; measuring anyway", flush=True)
-    base = tempfile.mkdtemp(prefix="smtp-accept-", dir=args.tmpdir)
+    base = tempfile.mkdtemp(prefix=f"run-{run}-", dir=workdir)
+    profile = f"{args.profile}.{run}" if args.profile else None
+    server = Server(base, args.size, args.concurrency, users_line, profile)
     try:
-        profile = f"{args.profile}.{run}" if args.profile else None
-        server = Server(base, args.size, args.concurrency, users_line, profile)
-        try:
-            bench = Client(server.port, args.count, args.concurrency, args.size)
-            server_cpu_before = server.cpu_seconds()
-            client_cpu_before = time.process_time()
-            machine_before = machine_busy_seconds()
-            bench.run()
-            expected = args.count - len(bench.errors)
-            deadline = time.monotonic() + 60
-            while server.count_new() < expected and time.monotonic() < deadline:
-                time.sleep(0.001)
-            finished = time.perf_counter()
-            stored = server.count_new()
-            client_cpu = time.process_time() - client_cpu_before
-            others = machine_busy_seconds() - machine_before
-            server_cpu = [after - before for after, before in zip(server.cpu_seconds(), server_cpu_before)]
-            others -= client_cpu + sum(server_cpu)
-            peak_rss = server.peak_rss_kib()
-        finally:
-            status = server.stop()
-        if status not in (0, -signal.SIGTERM):  # twistd re-raises SIGTERM after a clean shutdown
-            print(f"  warning: appliance exited with status {status}; log tail:\n"
-                  + "".join(open(server.log_path).readlines()[-20:]), file=sys.stderr)
-        if args.server_log:
-            shutil.copyfile(server.log_path, f"{args.server_log}.{run}")
+        bench = Client(server.port, args.count, args.concurrency, args.size)
+        server_cpu_before = server.cpu_seconds()
+        client_cpu_before = time.process_time()
+        machine_before = machine_busy_seconds()
+        bench.run()
+        expected = args.count - len(bench.errors)
+        deadline = time.monotonic() + 60
+        while server.count_new() < expected and time.monotonic() < deadline:
+            time.sleep(0.001)
+        finished = time.perf_counter()
+        stored = server.count_new()
+        client_cpu = time.process_time() - client_cpu_before
+        others = machine_busy_seconds() - machine_before
+        server_cpu = [after - before for after, before in zip(server.cpu_seconds(), server_cpu_before)]
+        others -= client_cpu + sum(server_cpu)
+        peak_rss = server.peak_rss_kib()
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        status = server.stop()
+    if status not in (0, -signal.SIGTERM):  # twistd re-raises SIGTERM after a clean shutdown
+        print(f"  warning: appliance exited with status {status}; log tail:\n"
+              + "".join(open(server.log_path).readlines()[-20:]), file=sys.stderr)
+    if args.server_log:
+        shutil.copyfile(server.log_path, f"{args.server_log}.{run}")
     elapsed = finished - bench.first_connect
     latencies = sorted(bench.latencies)
     result = {
@@ -481,7 +499,8 @@ def main():
     print(f"client: Python epoll state machine (EHLO, MAIL/RCPT/DATA pipelined per RFC 2920, QUIT); "
           f"server: {TWISTD} importing {located}")
     users_line = f"{RECIPIENT}:{password_hash()}"
-    results = [one_run(args, users_line, run) for run in range(1, args.runs + 1)]
+    with work_directory(args.tmpdir) as workdir:
+        results = [one_run(args, users_line, run, workdir) for run in range(1, args.runs + 1)]
     median = {key: statistics.median(result[key] for result in results)
               for key in ("rate", "p50", "p99", "rss", "reactor_ms")}
     print(f"median of {args.runs}: {median['rate']:.0f} msg/s, latency p50 {median['p50']:.1f} ms "
