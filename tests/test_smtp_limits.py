@@ -163,3 +163,78 @@ def test_probing_many_addresses_closes_the_session(small_office):
     assert raw.command("RCPT TO:<guess19@example.test>")[0] == 550
     assert raw.reply()[:2] == (421, "4.7.0 Too many refused recipients; closing connection")
     assert raw.closed()
+
+
+@pytest.mark.parametrize("framing", ["DATA", "BDAT"])
+def test_nul_in_the_message_is_refused_and_the_session_goes_on(small_office, framing):
+    raw = _session(small_office)
+    raw.command("MAIL FROM:<a@remote.test>")
+    raw.command("RCPT TO:<alice@example.test>")
+    message = b"Subject: nul\r\n\r\nbefore\0after\r\n"
+    if framing == "DATA":
+        assert raw.command("DATA")[0] == 354
+        raw.send(message + b".\r\n")
+    else:
+        raw.send(b"BDAT %d LAST\r\n" % len(message) + message)
+    assert raw.reply() == (554, "5.6.0 Message contains a NUL octet, which SMTP text may not (RFC 2045 §2.8)")
+    assert raw.command("NOOP")[0] == 250
+    raw.close()
+    assert small_office.inbox() == []
+
+
+def test_oversized_data_in_many_reads_is_read_to_its_end_and_never_as_commands(small_office):
+    """Past the limit the message is dropped as it arrives, and what follows in the body (lines
+    that look like commands, an end marker split across reads) is still the body."""
+    raw = RawSMTP(small_office.ports["smtp"])
+    raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    raw.open_data()
+    raw.send(b"Subject: huge\r\n\r\n")
+    smuggled = b"NOOP\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nsmuggled\r\n"
+    for piece in range(100):
+        raw.send((b"z" * 70 + b"\r\n") * 14 + (smuggled if piece % 10 == 9 else b""))
+    raw.send(b"last line\r\n.")
+    raw.send(b"\r")
+    raw.send(b"\n")
+    # The first reply since DATA: had a body line been read as a command, its reply came first.
+    assert raw.reply() == (552, "5.3.4 Message exceeds the limit of 2048 octets")
+    assert raw.command("NOOP") == (250, "2.0.0 OK")
+    raw.close()
+    assert small_office.inbox() == [] and small_office.inbox("bob") == []
+
+
+def _bdat_session(office):
+    raw = _session(office)
+    assert raw.command("MAIL FROM:<a@remote.test>")[0] == 250
+    assert raw.command("RCPT TO:<alice@example.test>")[0] == 250
+    return raw
+
+
+def test_bdat_over_the_limit_is_consumed_and_refused(small_office):
+    raw = _bdat_session(small_office)
+    chunk = b"x" * 70 + b"\r\n"
+    raw.send(b"BDAT %d\r\n" % (len(chunk) * 20) + chunk * 20)
+    assert raw.reply()[0] == 250
+    # The second chunk takes the message past 2048 octets: refused once it is all read.
+    raw.send(b"BDAT %d LAST\r\n" % (len(chunk) * 20) + chunk * 20)
+    assert raw.reply() == (552, "5.3.4 Message exceeds the limit of 2048 octets")
+    assert raw.command("NOOP") == (250, "2.0.0 OK")
+    # The transaction is over: another chunk has no MAIL to belong to.
+    raw.send(b"BDAT 3 LAST\r\nabc")
+    assert raw.reply() == (503, "5.5.1 Send MAIL first")
+    raw.close()
+    assert small_office.inbox() == []
+
+
+def test_data_and_rcpt_between_bdat_chunks_are_503(small_office):
+    raw = _bdat_session(small_office)
+    raw.send(b"BDAT 16\r\nSubject: x\r\n\r\nab")
+    assert raw.reply()[0] == 250
+    assert raw.command("DATA") == (503, "5.5.1 DATA is not allowed after BDAT")
+    assert raw.command("RCPT TO:<bob@example.test>") == (503, "5.5.1 RCPT is not allowed between BDAT chunks")
+    raw.send(b"BDAT 5 LAST\r\nc\r\n\r\n")
+    code, text = raw.reply()
+    assert code == 250, text
+    raw.close()
+    stored = small_office.inbox()
+    assert len(stored) == 1 and stored[0].endswith(b"Subject: x\r\n\r\nabc\r\n\r\n")
+    assert small_office.inbox("bob") == []

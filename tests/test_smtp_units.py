@@ -52,6 +52,8 @@ def test_unstuff():
     (b"x" * 998 + b"\r\n", None),
     (b"x" * 999 + b"\r\n", 554),
     (b"x" * 2000, 552),
+    (b"a\0b\r\n", 554),
+    (b"\xc3\xa9t\xe9 \xff\r\n", None),
 ])
 def test_content_problems(message, code):
     problem = content.problem(message, max_size=1500)

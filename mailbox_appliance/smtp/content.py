@@ -33,6 +33,11 @@ def problem(message, max_size):
     """None when the message may be accepted, else (code, status, text) for the refusal."""
     if len(message) > max_size:
         return 552, "5.3.4", f"Message exceeds the limit of {max_size} octets"
+    if b"\0" in message:
+        # RFC 2045 §2.7-2.8: neither 7bit nor 8bit data (8BITMIME, RFC 6152) contains NUL; only
+        # BINARYMIME (RFC 3030), which is not offered, would.  IMAP could not hand it on either
+        # (RFC 3501 §4.3: no NUL in a literal).
+        return 554, "5.6.0", "Message contains a NUL octet, which SMTP text may not (RFC 2045 §2.8)"
     # bytes.splitlines ends a line at CRLF, and also at a bare CR or LF, and drops the line ends.
     # With every line ended by CRLF the message is its lines plus two octets per line end; a bare
     # CR or LF (a one-octet line end) makes it shorter.  (Counting the CRLFs instead cost as much
