@@ -51,6 +51,8 @@ def test_domains_come_from_configuration_and_file(accounts):
     ("team@example.test", ("alice@example.test", "bob@example.test"), ("partner@remote.test",)),
     ("anything@other.test", ("carol@other.test",), ()),
     ("someone@remote.test", (), ("someone@remote.test",)),
+    # RFC 5321 §2.4: a local part elsewhere may be case-sensitive; it is relayed as given.
+    (" John.Smith@Remote.Test", (), ("John.Smith@Remote.Test",)),
 ])
 def test_resolution(accounts, address, local, remote):
     resolution = accounts.resolve(address)

@@ -2,11 +2,17 @@
 the fsyncs and take the message only once the envelope's removal is durable."""
 
 import os
+import queue
 import shutil
+import threading
+import time
 
+import pytest
 from twisted.internet import defer
 
-from mailbox_appliance.delivery import MaildirJob
+from mailbox_appliance import group_commit
+from mailbox_appliance.accounts.directory import Resolution
+from mailbox_appliance.delivery import Delivery, MaildirJob
 from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.maildir.layout import create_user_maildir
 from mailbox_appliance.queue.spool import Spool, UnknownEntry
@@ -108,3 +114,128 @@ def test_a_rewrite_after_a_removal_in_the_same_batch_does_not_bring_the_entry_ba
                                               ([spool.rewrite(envelope)], rewrite)])
     assert _outcome(removal) is None and _outcome(rewrite).check(UnknownEntry)
     assert os.listdir(spool.envelopes_dir) == [] and os.listdir(spool.messages_dir) == []
+
+
+# -- durability ordering: the Deferred fires only once everything it acknowledges is on disk ----
+
+class _ThreadHopReactor:
+    """callFromThread queues the call for the test's thread (as the real reactor would run it in
+    the reactor thread) and notes the moment it was asked: from then on the 250 may go out."""
+
+    def __init__(self, events):
+        self.events = events
+        self.calls = queue.Queue()
+
+    def callFromThread(self, function, *args):
+        self.events.append(("callFromThread",))
+        self.calls.put((function, args))
+
+    def addSystemEventTrigger(self, *args, **kwargs):
+        pass
+
+    def run_until_fired(self, deferred, timeout=10):
+        """Run the queued calls in this thread until *deferred* has fired; at most *timeout* s."""
+        deadline = time.monotonic() + timeout
+        while not deferred.called:
+            function, args = self.calls.get(timeout=max(0.0, deadline - time.monotonic()))
+            function(*args)
+
+
+def _record_durability_calls(monkeypatch, events):
+    """Wrap os.fsync, os.rename and group_commit's sync_dir: each call goes through to the real
+    function and is recorded, once it has returned, with the paths it concerned."""
+    real_fsync, real_rename = os.fsync, os.rename
+    real_sync_dir = group_commit.sync_dir
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd if isinstance(fd, int) else fd.fileno()}")
+        result = real_fsync(fd)
+        events.append(("fsync", path))
+        return result
+
+    def rename(source, target, *args, **kwargs):
+        result = real_rename(source, target, *args, **kwargs)
+        events.append(("rename", os.path.realpath(os.path.dirname(os.fspath(source))) + "/" + os.path.basename(source),
+                       os.path.realpath(os.path.dirname(os.fspath(target))) + "/" + os.path.basename(target)))
+        return result
+
+    def sync_dir(path):
+        result = real_sync_dir(path)
+        events.append(("sync_dir", os.path.realpath(path)))
+        return result
+
+    # atomic.py and maildir/delivery.py call os.fsync / os.rename through the os module;
+    # group_commit.py imported sync_dir by name.
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(group_commit, "sync_dir", sync_dir)
+
+
+def _at(events, event):
+    """Index of *event* in *events* (the first time it happened); fails naming what happened."""
+    assert event in events, f"{event} never happened; events: {events}"
+    return events.index(event)
+
+
+@pytest.mark.parametrize("where", ["local", "remote", "local and remote"])
+def test_the_deferred_fires_only_after_files_renames_and_directories_are_durable(tmp_path, monkeypatch, where):
+    data_dir = os.path.realpath(tmp_path / "data")
+    spool = Spool(os.path.join(data_dir, "queue"))
+    events = []
+    reactor = _ThreadHopReactor(events)
+    committer = GroupCommitter(reactor)
+    delivery = Delivery(data_dir, "mail.example.test", spool, committer)
+    delivery.on_queued = lambda envelope: events.append(("on_queued", envelope.id))
+    local = ("alice@example.test",) if "local" in where else ()
+    remote = ("friend@remote.test",) if "remote" in where else ()
+    maildir = os.path.join(data_dir, "mail", "example.test", "alice")
+    if local:
+        create_user_maildir(maildir)    # as delivery would on first use; not what is under test
+    message = b"Subject: durable\r\n\r\nHello.\r\n"
+    _record_durability_calls(monkeypatch, events)
+    queue_id = delivery.new_id()
+    fired_in = []
+    try:
+        result = delivery.deliver(queue_id, "someone@remote.test",
+                                  [("x@example.test", Resolution(local, remote))], message,
+                                  {"client": "127.0.0.1"}, crlf_only=True)
+        result.addBoth(lambda outcome: (events.append(("fired", outcome)), fired_in.append(threading.get_ident())))
+        reactor.run_until_fired(result)
+    finally:
+        committer.stop()
+    fired = _at(events, ("fired", None))       # fired, and with success
+    assert fired_in == [threading.get_ident()]  # in the reactor's thread, not the writer's
+    # The writer asked for the callback only after every durable step: callFromThread is the
+    # moment the 250 may go out, whichever thread then runs it.
+    scheduled = _at(events, ("callFromThread",))
+    assert scheduled < fired
+
+    if local:
+        [name] = os.listdir(os.path.join(maildir, "new"))
+        tmp_file, new_file = os.path.join(maildir, "tmp", name), os.path.join(maildir, "new", name)
+        with open(new_file, "rb") as handle:
+            assert handle.read() == b"Return-Path: <someone@remote.test>\r\n" + message
+        new_dir = os.path.join(maildir, "new")
+        synced_file = _at(events, ("fsync", tmp_file))
+        renamed = _at(events, ("rename", tmp_file, new_file))
+        synced_dir = _at(events, ("sync_dir", new_dir))
+        assert ("fsync", new_dir) in events[renamed:synced_dir]  # sync_dir really fsynced new/
+        assert synced_file < renamed < synced_dir < scheduled < fired, events
+
+    if remote:
+        message_tmp = os.path.join(spool.messages_dir, queue_id + ".tmp")
+        envelope_tmp = os.path.join(spool.envelopes_dir, queue_id + ".json.tmp")
+        message_file, envelope_file = spool.message_path(queue_id), spool.envelope_path(queue_id)
+        assert spool.read_message(queue_id) == message
+        assert [r.address for r in spool.read_envelope(queue_id).recipients] == ["friend@remote.test"]
+        synced_message = _at(events, ("fsync", message_tmp))
+        synced_envelope = _at(events, ("fsync", envelope_tmp))
+        renamed_message = _at(events, ("rename", message_tmp, message_file))
+        renamed_envelope = _at(events, ("rename", envelope_tmp, envelope_file))   # the commit point
+        synced_messages_dir = _at(events, ("sync_dir", spool.messages_dir))
+        synced_envelopes_dir = _at(events, ("sync_dir", spool.envelopes_dir))
+        assert max(synced_message, synced_envelope) < renamed_message < renamed_envelope, events
+        assert renamed_envelope < min(synced_messages_dir, synced_envelopes_dir), events
+        assert max(synced_messages_dir, synced_envelopes_dir) < scheduled < fired, events
+        # The queue runner hears of the entry only once it is durable.
+        assert max(synced_messages_dir, synced_envelopes_dir) < _at(events, ("on_queued", queue_id)), events

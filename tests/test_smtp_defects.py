@@ -1,5 +1,7 @@
 """Regression tests for the defects of twisted.mail's ESMTP server that must not reach our users."""
 
+import base64
+import re
 import socket
 import ssl
 
@@ -10,8 +12,6 @@ from rawsmtp import RawSMTP
 
 
 def _plain_auth():
-    import base64
-
     return "AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0" + PASSWORD.encode()).decode()
 
 
@@ -39,12 +39,58 @@ def test_starttls_forgets_helo_and_transaction(office):
     raw.close()
 
 
-def test_auth_is_refused_in_cleartext(office):
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_auth_is_refused_in_cleartext(office, mechanism):
+    """RFC 4954 §4: 538 before any challenge, for LOGIN (no initial response) as for PLAIN."""
+    commands = [_plain_auth()] if mechanism == "PLAIN" else \
+        ["AUTH LOGIN", "AUTH LOGIN " + base64.b64encode(b"alice@example.test").decode()]
     for listener in ("smtp", "submission"):
         raw = RawSMTP(office.ports[listener])
         raw.command("EHLO client.example.test")
-        assert raw.command(_plain_auth())[0] == 538
+        for command in commands:
+            assert raw.command(command)[:2] == (538, "5.7.11 Encryption required for requested authentication mechanism")
+        # Still in command mode, not waiting for a password line.
+        assert raw.command("NOOP")[:2] == (250, "2.0.0 OK")
         raw.close()
+
+
+def test_starttls_resets_a_transaction_begun_in_cleartext(office):
+    """RFC 3207 §4.2: after the handshake the server forgets the MAIL given before it."""
+    raw = RawSMTP(office.ports["smtp"])
+    raw.command("EHLO client.example.test")
+    assert raw.command("MAIL FROM:<a@remote.test>")[:2] == (250, "2.1.0 Sender OK")
+    raw.starttls(unverified_tls())
+    assert raw.command("EHLO client.example.test")[0] == 250
+    assert raw.command("RCPT TO:<alice@example.test>")[:2] == (503, "5.5.1 Send MAIL first")
+    assert raw.command("MAIL FROM:<b@remote.test>")[:2] == (250, "2.1.0 Sender OK")
+    raw.close()
+
+
+def test_received_after_starttls_names_tls_and_no_authentication(office):
+    raw = RawSMTP(office.ports["smtp"])
+    raw.command("EHLO client.example.test")
+    raw.starttls(unverified_tls())
+    version = raw.sock.version()
+    assert version in ("TLSv1.2", "TLSv1.3")
+    raw.open_data()
+    message = b"Subject: over TLS\r\n\r\nhello\r\n"
+    raw.send(message + b".\r\n")
+    code, text = raw.reply()
+    assert code == 250 and text.startswith("2.0.0 OK: queued as "), text
+    queue_id = text.rsplit(" ", 1)[1]
+    raw.close()
+    [stored] = office.inbox()
+    received = stored[stored.index(b"Received: "):stored.index(b"Subject: ")]
+    # ESMTPS: TLS, and no A: the session did not authenticate (RFC 3848); no user name either.
+    assert b" with ESMTPS id " in received and b"ESMTPSA" not in received
+    assert b"auth" not in received.lower() and b"user" not in received.lower()
+    assert re.fullmatch(
+        rb"Return-Path: <a@remote\.test>\r\n"
+        rb"Received: from client\.example\.test \(\[127\.0\.0\.1\]\)\r\n"
+        rb"\tby mail\.example\.test \(mailbox-appliance\) with ESMTPS id " + re.escape(queue_id.encode()) + rb"\r\n"
+        rb"\t\(using " + re.escape(version.encode()) + rb"\)\r\n"
+        rb"\tfor <alice@example\.test>;\r\n"
+        rb"\t[^\r\n]+\r\n" + re.escape(message), stored), stored
 
 
 def _data(office, body):

@@ -1,10 +1,12 @@
 """Port 25: mail for our addresses is delivered, nothing else is relayed without AUTH."""
 
+import base64
 import smtplib
 
 import pytest
 
-from conftest import PASSWORD, unverified_tls
+from conftest import PASSWORD, _password_hash, unverified_tls
+from mailbox_appliance.queue.spool import Spool
 from rawsmtp import RawSMTP
 
 MESSAGE = b"From: someone@remote.test\r\nTo: alice@example.test\r\nSubject: hello\r\n\r\nHello Alice.\r\n"
@@ -140,3 +142,82 @@ def test_wrong_password_is_535_5_7_8(office):
         client.login("alice@example.test", PASSWORD + "x")
     assert raised.value.smtp_code == 535 and raised.value.smtp_error.startswith(b"5.7.8")
     client.quit()
+
+
+# -- SMTPUTF8 recipients (RFC 6531) ------------------------------------------------------------
+
+UTF8_MESSAGE = ("From: someone@remote.test\r\nTo: jürgen@example.test\r\nSubject: Grüße\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n\r\nHallo Jürgen, schöne Grüße.\r\n").encode("utf-8")
+
+
+def _add_utf8_alias(office):
+    """jürgen@example.test: an alias for alice (the aliases file is UTF-8; re-read on change)."""
+    with open(f"{office.data_dir}/aliases", "a", encoding="utf-8") as handle:
+        handle.write("jürgen@example.test: alice@example.test\n")
+
+
+def _send_raw(raw, sender, recipient, message, mail_parameters):
+    """MAIL, RCPT, DATA over *raw* (EHLO done); the final reply."""
+    assert raw.command(f"MAIL FROM:<{sender}>{mail_parameters}")[0] == 250
+    code, text = raw.command(f"RCPT TO:<{recipient}>")
+    assert code == 250, (code, text)
+    assert raw.command("DATA")[0] == 354
+    raw.send(message + b".\r\n")
+    return raw.reply()
+
+
+def test_utf8_recipient_without_smtputf8_is_553_5_6_7(office):
+    _add_utf8_alias(office)                     # the address exists: refused for its form alone
+    raw = RawSMTP(office.ports["smtp"])
+    assert raw.command("EHLO client.example.test")[0] == 250
+    assert raw.command("MAIL FROM:<someone@remote.test>")[0] == 250
+    code, text = raw.command("RCPT TO:<jürgen@example.test>")
+    assert (code, text.split()[0]) == (553, "5.6.7")
+    assert raw.command("DATA")[0] in (503, 554)  # no recipient was accepted
+    raw.close()
+    assert office.inbox() == []
+
+
+@pytest.mark.parametrize("kind", ["alias", "user"])
+def test_utf8_local_recipient_with_smtputf8_arrives_byte_for_byte(office, kind):
+    if kind == "alias":
+        _add_utf8_alias(office)
+        mailbox = "alice"
+    else:
+        with open(f"{office.data_dir}/users", "a", encoding="utf-8") as handle:
+            handle.write(f"jürgen@example.test:{_password_hash()}\n")
+        mailbox = "jürgen"
+    raw = RawSMTP(office.ports["smtp"])
+    assert raw.command("EHLO client.example.test")[0] == 250
+    code, text = _send_raw(raw, "someone@remote.test", "jürgen@example.test", UTF8_MESSAGE, " SMTPUTF8")
+    assert code == 250, text
+    assert raw.command("QUIT")[0] == 221
+    raw.close()
+    [stored] = office.inbox(mailbox)
+    assert _body(stored) == UTF8_MESSAGE
+    assert stored.startswith(b"Return-Path: <someone@remote.test>\r\nReceived: from client.example.test ([127.0.0.1])\r\n")
+    assert b" with UTF8SMTP id " in stored
+    header = stored[:len(stored) - len(UTF8_MESSAGE)]
+    assert b"\tfor <" in header                 # one recipient: the Received field names it
+    assert "\tfor <jürgen@example.test>;\r\n".encode("utf-8") in header
+
+
+def test_submission_to_a_utf8_remote_recipient_queues_it_as_sent(office):
+    raw = RawSMTP(office.ports["submission"])
+    assert raw.command("EHLO client.example.test")[0] == 250
+    raw.starttls(unverified_tls())
+    assert raw.command("EHLO client.example.test")[0] == 250
+    token = base64.b64encode(f"\0alice@example.test\0{PASSWORD}".encode()).decode("ascii")
+    assert raw.command(f"AUTH PLAIN {token}")[0] == 235
+    message = ("From: alice@example.test\r\nTo: josé@remote.test\r\nSubject: olá\r\n"
+               "Message-ID: <utf8-1@example.test>\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\nOlá José.\r\n").encode("utf-8")
+    # Mixed case: only the remote host may fold it (RFC 5321 §2.4).
+    code, text = _send_raw(raw, "alice@example.test", "José@Remote.test", message, " SMTPUTF8")
+    assert code == 250, text
+    raw.close()
+    [entry] = office.queued()
+    assert entry.sender == "alice@example.test"
+    assert [recipient.address for recipient in entry.recipients] == ["José@Remote.test"]
+    queued_message = Spool(f"{office.data_dir}/queue").read_message(entry.id)
+    assert queued_message.endswith(message)
+    assert "\tfor <José@Remote.test>;\r\n".encode("utf-8") in queued_message[:-len(message)]

@@ -2,6 +2,7 @@
 
 import base64
 import smtplib
+import time
 
 import pytest
 
@@ -112,5 +113,97 @@ def test_repeated_failures_slow_down_then_refuse_the_address(tmp_path):
         assert raised.value.smtp_code == 454
         client.quit()
         assert office.appliance.wait_for_log("authentication failed")
+    finally:
+        office.appliance.stop()
+
+
+# -- what EHLO offers, per listener and per session state -----------------------------------
+
+SMALL_LIMITS = "[limits]\nmax_message_size = 2k\n"
+# SIZE shows the configured limit (2k = 2048 octets), not the built-in default.
+BASE_KEYWORDS = ["PIPELINING", "SIZE 2048", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING"]
+
+
+def _plain(password=PASSWORD, user="alice@example.test"):
+    return "AUTH PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+
+
+def _ehlo_keywords(raw):
+    """The extension keywords of an EHLO reply, sorted; the greeting line is checked apart."""
+    code, text = raw.command("EHLO client.example.test")
+    assert code == 250, text
+    greeting, *keywords = text.split("\n")
+    assert greeting == "mail.example.test greets client.example.test"
+    return sorted(keywords)
+
+
+@pytest.fixture
+def small_office(tmp_path):
+    running = Office(str(tmp_path), extra=SMALL_LIMITS).start()
+    yield running
+    running.appliance.stop()
+
+
+@pytest.mark.parametrize("listener", ["smtp", "submission"])
+def test_ehlo_keywords_before_and_after_starttls_and_auth(small_office, listener):
+    raw = RawSMTP(small_office.ports[listener])
+    # Cleartext: STARTTLS, and no AUTH at all (RFC 4954 §4: no cleartext AUTH on offer).
+    assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS + ["STARTTLS"])
+    raw.starttls(unverified_tls())
+    # RFC 3207 §4.2: no STARTTLS inside TLS; AUTH now.
+    assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS + ["AUTH PLAIN LOGIN"])
+    assert raw.command(_plain())[:2] == (235, "2.7.0 Authentication successful")
+    # Authenticated: AUTH is no longer offered (a second AUTH would get 503).
+    assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS)
+    raw.close()
+
+
+def test_ehlo_keywords_on_465_before_and_after_auth(small_office):
+    raw = RawSMTP(small_office.ports["submissions"], tls_context=unverified_tls())
+    # RFC 8314 §3.3: implicit TLS offers no STARTTLS, and AUTH from the start.
+    assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS + ["AUTH PLAIN LOGIN"])
+    assert raw.command(_plain())[:2] == (235, "2.7.0 Authentication successful")
+    assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS)
+    raw.close()
+
+
+def test_465_requires_auth_before_mail(office):
+    raw = RawSMTP(office.ports["submissions"], tls_context=unverified_tls())
+    raw.command("EHLO client.example.test")
+    assert raw.command("MAIL FROM:<alice@example.test>")[:2] == (530, "5.7.0 Authentication required")
+    assert raw.command(_plain())[0] == 235
+    assert raw.command("MAIL FROM:<alice@example.test>")[:2] == (250, "2.1.0 Sender OK")
+    raw.close()
+
+
+def test_failed_logins_are_answered_later_and_then_a_new_connection_is_locked_out(tmp_path):
+    """login_throttle.py: the first FREE_FAILURES (2) failures are answered at once, the 3rd after
+    1 s, the 4th after 2 s; with login_failures = 4 the 4th also locks the address out.  (The
+    lock-out inside the same connection is test_repeated_failures_slow_down_then_refuse_the_address.)"""
+    office = Office(str(tmp_path), extra="[limits]\nlogin_failures = 4\nlogin_lockout = 1h\n").start()
+    try:
+        raw = RawSMTP(office.ports["submissions"], tls_context=unverified_tls())
+        raw.command("EHLO client.example.test")
+        elapsed = []
+        for _ in range(4):
+            started = time.monotonic()
+            reply = raw.command(_plain(password="wrong"))
+            elapsed.append(time.monotonic() - started)
+            assert reply == (535, "5.7.8 Authentication credentials invalid")
+        assert elapsed[0] < 1.0 and elapsed[1] < 1.0, elapsed
+        assert elapsed[2] >= 1.0 - 0.1, elapsed
+        assert elapsed[3] >= 2.0 - 0.1, elapsed
+        raw.close()
+        # A new connection from the same address, even with the right password, on any listener.
+        again = RawSMTP(office.ports["submissions"], tls_context=unverified_tls())
+        again.command("EHLO client.example.test")
+        assert again.command(_plain())[:2] == (454, "4.7.0 Too many failed logins from your address; try again later")
+        again.close()
+        other = RawSMTP(office.ports["submission"])
+        other.command("EHLO client.example.test")
+        other.starttls(unverified_tls())
+        other.command("EHLO client.example.test")
+        assert other.command("AUTH LOGIN")[:2] == (454, "4.7.0 Too many failed logins from your address; try again later")
+        other.close()
     finally:
         office.appliance.stop()

@@ -69,3 +69,21 @@ def test_pipelining_to_two_recipients(office):
                          "--to", "alice@example.test,bob@example.test")
     assert code == 0, output
     assert len(office.inbox("alice")) == 1 and len(office.inbox("bob")) == 1
+
+
+def test_starttls_and_auth_on_port_25_relays(office):
+    """Port 25 relays for an authenticated user only: STARTTLS, AUTH, then a remote recipient."""
+    code, output = swaks(office.ports["smtp"], "--tls", "--auth", "PLAIN",
+                         "--auth-user", "alice@example.test", "--auth-password", PASSWORD,
+                         "--from", "alice@example.test", "--to", "someone@remote.test",
+                         "--header", "Subject: swaks relay on 25")
+    assert code == 0, output
+    assert "<-  220 2.0.0 Ready to start TLS" in output
+    assert "<~  235 2.7.0 Authentication successful" in output
+    assert "<~  250 2.1.5 Recipient OK" in output
+    assert "<~  250 2.0.0 OK: queued as" in output
+    [entry] = office.queued()
+    assert entry.sender == "alice@example.test"
+    assert [recipient.address for recipient in entry.recipients] == ["someone@remote.test"]
+    assert entry.received_from["user"] == "alice@example.test"
+    assert entry.received_from["tls"] in ("TLSv1.2", "TLSv1.3")

@@ -62,7 +62,7 @@ class Accounts:
 
     def resolve(self, address):
         local, remote = {}, {}
-        if not self._expand(normalize_address(address), local, remote, 0, catch_all=True):
+        if not self._expand(address.strip(), local, remote, 0, catch_all=True):
             return None
         return Resolution(tuple(local), tuple(remote))
 
@@ -83,8 +83,11 @@ class Accounts:
         """
         _, domain = split_address(address)
         if not self.is_local_domain(domain):
+            # RFC 5321 §2.4: only the destination host may read its local parts case-insensitively,
+            # so an address elsewhere is relayed exactly as it was given.
             remote[address] = None
             return True
+        address = normalize_address(address)
         if depth > MAX_ALIAS_DEPTH:
             return False
         users = self._users.entries()
