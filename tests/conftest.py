@@ -7,6 +7,7 @@ import pytest
 
 from appliance import Appliance, write_config
 from mailbox_appliance.accounts import passwords
+from mailbox_appliance.maildir.names import delivery_order
 
 PASSWORD = "correct horse"
 USERS = ("alice@example.test", "bob@example.test")
@@ -56,13 +57,14 @@ class Office:
         return self.appliance.ports
 
     def inbox(self, user="alice", folder=""):
-        """Every message file in the user's INBOX (or folder) new/ and cur/, as bytes."""
+        """Every message file in the user's INBOX (or folder) new/ and cur/, as bytes, each
+        directory's in delivery order (the order their UIDs follow)."""
         base = os.path.join(self.data_dir, "mail", "example.test", user, folder)
         found = []
         for sub in ("new", "cur"):
             directory = os.path.join(base, sub)
             if os.path.isdir(directory):
-                for name in sorted(os.listdir(directory)):
+                for name in sorted(os.listdir(directory), key=delivery_order):
                     with open(os.path.join(directory, name), "rb") as handle:
                         found.append(handle.read())
         return found

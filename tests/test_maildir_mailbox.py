@@ -122,3 +122,15 @@ def test_append_adds_one_record_to_the_uid_list_without_rewriting_it(tmp_path):
     assert os.stat(uidlist_path).st_ino == inode and after.startswith(before)
     assert after[len(before):] == "%d :%s\n" % (uid, folder.messages[uid].base)
     assert UidList.load(path).uids() == [1, uid]
+
+
+def test_new_mail_of_one_second_gets_uids_in_microsecond_order(tmp_path):
+    """Unpadded microseconds ("M99999" before "M100000") are compared as numbers, as Dovecot
+    does, so UIDs follow the delivery order, not the names' text order."""
+    path = maildir(tmp_path)
+    delivered = ["1700000000.M99999P7.host", "1700000000.M100000P7.host", "1700000000.M100001P7.host"]
+    for base in reversed(delivered):
+        with open(os.path.join(path, "new", base), "wb") as handle:
+            handle.write(b"Subject: %s\r\n\r\n" % base.encode())
+    folder = Folder(path, Clock())
+    assert [folder.messages[uid].base for uid in (1, 2, 3)] == delivered

@@ -93,3 +93,11 @@ def test_crlf_size(data, w):
 def test_crlf_size_equals_size_for_crlf_message():
     msg = b"Subject: x\r\n\r\nbody\r\n" * 100
     assert names.crlf_size(msg) == len(msg)
+
+
+def test_delivery_order_reads_seconds_and_microseconds_as_numbers():
+    delivered = ["999.M5P1.h", "1000.M99999P1.h", "1000.M100000P1.h", "1000.M100000P2.h",
+                 "10000.P1.h", "10000.M1P1.h:2,S"]
+    assert sorted(reversed(delivered), key=names.delivery_order) == delivered
+    # Names that do not start with a time (written by hand) sort first, by name.
+    assert sorted(["5.x", "note", "abc"], key=names.delivery_order) == ["abc", "note", "5.x"]

@@ -71,12 +71,6 @@ class Message:
         return int(digits) if digits.isdigit() and digits.isascii() else None
 
 
-def _delivery_order(base):
-    """Sort key: the delivery second a Maildir name starts with, then the name."""
-    head = base.split(".", 1)[0]
-    return (int(head) if head.isdigit() and head.isascii() else 0, base)
-
-
 def _split_name(file_name):
     base, _, info = file_name.partition(":")
     letters = "".join(sorted(set(info[2:].split(",", 1)[0]))) if info.startswith("2,") else ""
@@ -208,7 +202,7 @@ class Folder:
         """Give UIDs to *bases* (new ones ascending in delivery order), index them; their UIDs."""
         if not bases:
             return []
-        fresh = sorted((b for b in bases if self.uidlist.uid_for(b) is None), key=_delivery_order)
+        fresh = sorted((b for b in bases if self.uidlist.uid_for(b) is None), key=names.delivery_order)
         if fresh:
             self._unsaved_uids.extend(self.uidlist.assign(fresh).values())
         added = [self._by_base[base] for base in bases]

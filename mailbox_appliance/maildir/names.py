@@ -25,6 +25,7 @@ Formats decided here:
 
 import itertools
 import os
+import re
 import secrets
 import socket
 import time
@@ -34,7 +35,7 @@ __all__ = [
     "SYSTEM_FLAGS", "KEYWORD_LETTERS", "FLAG_DRAFT", "FLAG_FLAGGED",
     "FLAG_PASSED", "FLAG_REPLIED", "FLAG_SEEN", "FLAG_TRASHED",
     "MaildirName", "new_base_name", "parse", "with_flags", "base_of",
-    "crlf_size", "escape_hostname",
+    "crlf_size", "escape_hostname", "delivery_order",
 ]
 
 FLAG_DRAFT = "D"
@@ -89,6 +90,21 @@ def new_base_name(size, crlf_size, hostname=None):
     return "%d.M%dP%dQ%dR%s.%s,S=%d,W=%d" % (
         secs, nsecs // 1000, os.getpid(), next(_counter),
         secrets.token_hex(8), _hostname(hostname), size, crlf_size)
+
+
+_DELIVERY_TIME = re.compile(r"(\d*)(?:\.M(\d+))?", re.ASCII)
+
+
+def delivery_order(base):
+    """Sort key putting Maildir base names in the order they were delivered.
+
+    The seconds a name starts with, then the microseconds of a ``.M<usecs>`` field, both as
+    numbers (the M field is not zero-padded, so "M99999" was delivered before "M100000"
+    though it sorts after it as text), then the name: Dovecot's maildir_filename_sort_cmp,
+    which it uses to give new mail its UIDs.
+    """
+    seconds, microseconds = _DELIVERY_TIME.match(base).groups()
+    return int(seconds or 0), int(microseconds or 0), base
 
 
 def crlf_size(data):
