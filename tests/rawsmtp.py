@@ -1,7 +1,13 @@
 """A raw SMTP client for tests that must send exactly the octets a hostile client would."""
 
+import base64
 import socket
 import ssl
+
+
+def auth_plain(user, password):
+    """The AUTH PLAIN command line with its initial response (RFC 4616)."""
+    return "AUTH PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
 
 
 class RawSMTP:

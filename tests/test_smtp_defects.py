@@ -3,16 +3,11 @@
 import base64
 import re
 import socket
-import ssl
 
 import pytest
 
 from conftest import PASSWORD, unverified_tls
-from rawsmtp import RawSMTP
-
-
-def _plain_auth():
-    return "AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0" + PASSWORD.encode()).decode()
+from rawsmtp import RawSMTP, auth_plain
 
 
 def test_commands_pipelined_after_starttls_are_discarded(office):
@@ -42,7 +37,7 @@ def test_starttls_forgets_helo_and_transaction(office):
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 def test_auth_is_refused_in_cleartext(office, mechanism):
     """RFC 4954 §4: 538 before any challenge, for LOGIN (no initial response) as for PLAIN."""
-    commands = [_plain_auth()] if mechanism == "PLAIN" else \
+    commands = [auth_plain("alice@example.test", PASSWORD)] if mechanism == "PLAIN" else \
         ["AUTH LOGIN", "AUTH LOGIN " + base64.b64encode(b"alice@example.test").decode()]
     for listener in ("smtp", "submission"):
         raw = RawSMTP(office.ports[listener])

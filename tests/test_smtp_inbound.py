@@ -1,13 +1,12 @@
 """Port 25: mail for our addresses is delivered, nothing else is relayed without AUTH."""
 
-import base64
 import smtplib
 
 import pytest
 
 from conftest import PASSWORD, _password_hash, unverified_tls
 from mailbox_appliance.queue.spool import Spool
-from rawsmtp import RawSMTP
+from rawsmtp import RawSMTP, auth_plain
 
 MESSAGE = b"From: someone@remote.test\r\nTo: alice@example.test\r\nSubject: hello\r\n\r\nHello Alice.\r\n"
 
@@ -207,8 +206,7 @@ def test_submission_to_a_utf8_remote_recipient_queues_it_as_sent(office):
     assert raw.command("EHLO client.example.test")[0] == 250
     raw.starttls(unverified_tls())
     assert raw.command("EHLO client.example.test")[0] == 250
-    token = base64.b64encode(f"\0alice@example.test\0{PASSWORD}".encode()).decode("ascii")
-    assert raw.command(f"AUTH PLAIN {token}")[0] == 235
+    assert raw.command(auth_plain("alice@example.test", PASSWORD))[0] == 235
     message = ("From: alice@example.test\r\nTo: josé@remote.test\r\nSubject: olá\r\n"
                "Message-ID: <utf8-1@example.test>\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\nOlá José.\r\n").encode("utf-8")
     # Mixed case: only the remote host may fold it (RFC 5321 §2.4).

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import PASSWORD, Office, unverified_tls
-from rawsmtp import RawSMTP
+from rawsmtp import RawSMTP, auth_plain
 
 MESSAGE = b"From: alice@example.test\r\nTo: friend@remote.test\r\nSubject: report\r\n\r\nSee attached.\r\n"
 
@@ -17,7 +17,7 @@ def test_587_requires_starttls_then_auth(office):
     ehlo = raw.command("EHLO client.example.test")[1]
     assert "STARTTLS" in ehlo and "AUTH" not in ehlo
     assert raw.command("MAIL FROM:<alice@example.test>")[:1] == (530,)
-    assert raw.command("AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0" + PASSWORD.encode()).decode())[:2] == \
+    assert raw.command(auth_plain("alice@example.test", PASSWORD))[:2] == \
         (538, "5.7.11 Encryption required for requested authentication mechanism")
     raw.starttls(unverified_tls())
     raw.command("EHLO client.example.test")
@@ -124,10 +124,6 @@ SMALL_LIMITS = "[limits]\nmax_message_size = 2k\n"
 BASE_KEYWORDS = ["PIPELINING", "SIZE 2048", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING"]
 
 
-def _plain(password=PASSWORD, user="alice@example.test"):
-    return "AUTH PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
-
-
 def _ehlo_keywords(raw):
     """The extension keywords of an EHLO reply, sorted; the greeting line is checked apart."""
     code, text = raw.command("EHLO client.example.test")
@@ -152,7 +148,7 @@ def test_ehlo_keywords_before_and_after_starttls_and_auth(small_office, listener
     raw.starttls(unverified_tls())
     # RFC 3207 §4.2: no STARTTLS inside TLS; AUTH now.
     assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS + ["AUTH PLAIN LOGIN"])
-    assert raw.command(_plain())[:2] == (235, "2.7.0 Authentication successful")
+    assert raw.command(auth_plain("alice@example.test", PASSWORD))[:2] == (235, "2.7.0 Authentication successful")
     # Authenticated: AUTH is no longer offered (a second AUTH would get 503).
     assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS)
     raw.close()
@@ -162,7 +158,7 @@ def test_ehlo_keywords_on_465_before_and_after_auth(small_office):
     raw = RawSMTP(small_office.ports["submissions"], tls_context=unverified_tls())
     # RFC 8314 §3.3: implicit TLS offers no STARTTLS, and AUTH from the start.
     assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS + ["AUTH PLAIN LOGIN"])
-    assert raw.command(_plain())[:2] == (235, "2.7.0 Authentication successful")
+    assert raw.command(auth_plain("alice@example.test", PASSWORD))[:2] == (235, "2.7.0 Authentication successful")
     assert _ehlo_keywords(raw) == sorted(BASE_KEYWORDS)
     raw.close()
 
@@ -171,7 +167,7 @@ def test_465_requires_auth_before_mail(office):
     raw = RawSMTP(office.ports["submissions"], tls_context=unverified_tls())
     raw.command("EHLO client.example.test")
     assert raw.command("MAIL FROM:<alice@example.test>")[:2] == (530, "5.7.0 Authentication required")
-    assert raw.command(_plain())[0] == 235
+    assert raw.command(auth_plain("alice@example.test", PASSWORD))[0] == 235
     assert raw.command("MAIL FROM:<alice@example.test>")[:2] == (250, "2.1.0 Sender OK")
     raw.close()
 
@@ -187,7 +183,7 @@ def test_failed_logins_are_answered_later_and_then_a_new_connection_is_locked_ou
         elapsed = []
         for _ in range(4):
             started = time.monotonic()
-            reply = raw.command(_plain(password="wrong"))
+            reply = raw.command(auth_plain("alice@example.test", "wrong"))
             elapsed.append(time.monotonic() - started)
             assert reply == (535, "5.7.8 Authentication credentials invalid")
         assert elapsed[0] < 1.0 and elapsed[1] < 1.0, elapsed
@@ -197,7 +193,7 @@ def test_failed_logins_are_answered_later_and_then_a_new_connection_is_locked_ou
         # A new connection from the same address, even with the right password, on any listener.
         again = RawSMTP(office.ports["submissions"], tls_context=unverified_tls())
         again.command("EHLO client.example.test")
-        assert again.command(_plain())[:2] == (454, "4.7.0 Too many failed logins from your address; try again later")
+        assert again.command(auth_plain("alice@example.test", PASSWORD))[:2] == (454, "4.7.0 Too many failed logins from your address; try again later")
         again.close()
         other = RawSMTP(office.ports["submission"])
         other.command("EHLO client.example.test")
