@@ -6,7 +6,8 @@ Each run starts a fresh appliance (``twistd -n --pidfile= mailbox-appliance --co
 twistd beside sys.executable) on loopback port 0 with a data directory of its own, kept until
 the last run ends (see work_directory), then CONCURRENCY parallel clients each open one session
 per message, like independent MTAs: connect, 220, EHLO, MAIL/RCPT/DATA (pipelined when
-PIPELINING is advertised, RFC 2920), the message, 250, QUIT, 221.  Printed per run and as the median of the runs:
+PIPELINING is advertised, RFC 2920), the message, 250, QUIT, 221.  Printed per run and as the
+median of the runs:
 
 - msg/s from the first connect until every message is a file in the user's Maildir new/;
 - p50 and p99 latency of one message: connect to the 250 after DATA;
@@ -402,8 +403,9 @@ def work_directory(parent):
     in fs/ext4/ialloc.c), and beside thousands of fresh deletions each new file costs about
     0.6 ms more kernel time in the writer thread.  Removing one run's 5000 messages before the
     next run measured that, not the appliance: 100 KB, 1414 msg/s after 40 s without deletions,
-    818-893 msg/s right after one.  So nothing is deleted between runs; leave 30 s between two
-    invocations for the same reason (a minute after removing 25,000 messages, runs were still slowed).
+    818-893 msg/s right after one.  So nothing is deleted between runs; leave a minute between
+    two invocations for the same reason (30 s after removing 25,000 messages, runs were still
+    slowed).
     """
     path = tempfile.mkdtemp(prefix="smtp-accept-", dir=parent)
     try:
