@@ -191,38 +191,33 @@ def queue_list(arguments, settings):
     return "\n".join(lines) or "the queue is empty"
 
 
-def _control(settings, command, queue_id=None):
-    """Ask the running appliance's queue to act (it reads DATA/queue/control/ every second)."""
-    from mailbox_appliance.queue.runner import CONTROL_DIRECTORY
+def _ask(settings, command, **arguments):
+    """Have the running appliance do *command* (admin_channel.py); its answer, or why not."""
+    from mailbox_appliance import admin_channel
 
-    spool = _spool(settings)
-    if queue_id is not None:
-        try:
-            spool.read_envelope(queue_id)
-        except (ValueError, LookupError):
-            raise AdminError(f"no queued message {queue_id}; see: queue list") from None
-    directory = os.path.join(spool.path, CONTROL_DIRECTORY)
-    os.makedirs(directory, exist_ok=True)
-    name = command if queue_id is None else f"{command}-{queue_id}"
-    with open(os.path.join(directory, name), "w"):
-        pass
-    return f"{command} {queue_id or 'all'}: requested; the running appliance acts on it within a second"
+    try:
+        return admin_channel.ask(settings.server.data_dir, command, **arguments)
+    except admin_channel.NotRunning as error:
+        raise AdminError(f"{error}; nothing was done. Start it first "
+                         "(systemctl start mailbox-appliance, or twistd mailbox-appliance)") from None
+    except admin_channel.CommandError as error:
+        raise AdminError(str(error)) from None
 
 
 def queue_flush(arguments, settings):
-    return _control(settings, "flush")
+    return _ask(settings, "queue flush")
 
 
 def queue_retry(arguments, settings):
-    return _control(settings, "retry", arguments.id)
+    return _ask(settings, "queue retry", queue_id=arguments.id)
 
 
 def queue_delete(arguments, settings):
-    return _control(settings, "delete", arguments.id)
+    return _ask(settings, "queue delete", queue_id=arguments.id)
 
 
 def queue_bounce(arguments, settings):
-    return _control(settings, "bounce", arguments.id)
+    return _ask(settings, "queue bounce", queue_id=arguments.id)
 
 
 # -- DKIM ----------------------------------------------------------------------------------------

@@ -307,7 +307,7 @@ SCHEMA = {
         "max_message_size": Setting(parse_size, "25M"),
         "max_recipients": Setting(parse_positive_int, "100"),
         "max_connections": Setting(parse_positive_int, "200"),
-        "max_line_length": Setting(parse_line_length, "8192"),
+        "max_line_length": Setting(parse_line_length, "65536"),
         "login_failures": Setting(parse_positive_int, "10"),
         "login_lockout": Setting(parse_duration, "15m"),
     },

@@ -1,19 +1,26 @@
-"""Routes one accepted message: local recipients into their Maildirs, remote ones into the queue.
+"""Delivery (IDelivery): one accepted message to its local recipients' Maildirs and its remote
+recipients' queue entry, durably, before anyone is told it is stored.
 
 Everything for one message is one group-commit batch (group_commit.py): the Maildir files and the
 spool entry are all durable before the Deferred fires, and the SMTP server answers 250 only then.
-The queue never imports this module; service.py hands the queue a deliver function for bounces.
+The queue hands its reports (bounces, delay notices) to the same IDelivery, which it is given at
+construction; it hears of new entries through the spool (ISpool.watch), so this module never
+knows the queue runner.
 """
 
 import os
 
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailbox_appliance.atomic import unlink_quietly
-from mailbox_appliance.group_commit import ICommitJob
+from mailbox_appliance.interfaces import ICommitJob, IDelivery
 from mailbox_appliance.maildir import delivery as maildir_delivery
 from mailbox_appliance.maildir.layout import ensure_user_maildir
-from mailbox_appliance.smtp.headers import return_path
+from mailbox_appliance.message import return_path
+
+# What the queue records as the origin of its own reports; the queue signs these with DKIM.
+REPORT_ORIGIN = {"client": "localhost", "helo": None, "user": None, "session": "queue"}
 
 
 @implementer(ICommitJob)
@@ -45,23 +52,24 @@ class MaildirJob:
             maildir_delivery.discard(self.tmp)
 
 
+@implementer(IDelivery)
 class Delivery:
-    def __init__(self, data_dir, hostname, spool, committer):
+    log = Logger()
+
+    def __init__(self, data_dir, hostname, accounts, spool, committer):
+        """*accounts* (IAccounts) resolves report recipients; *spool* (ISpool) takes remote
+        recipients; *committer* (group_commit.GroupCommitter) makes every write durable."""
         self.data_dir = data_dir
         self.hostname = hostname
+        self.accounts = accounts
         self.spool = spool
         self.committer = committer
-        # Called with each new spool entry's envelope once it is durable (the queue runner's
-        # enqueued); set by service.py, which builds the runner after this.
-        self.on_queued = lambda envelope: None
         self._maildirs = {}
 
     def new_id(self):
         return self.spool.new_id()
 
     def deliver(self, queue_id, sender, recipients, message, received_from, crlf_only=False):
-        """Store *message* for every (address, Resolution) in *recipients*; a Deferred.
-        *crlf_only*: the caller checked that every line of *message* ends in CRLF."""
         local, remote = {}, {}
         for _address, resolution in recipients:
             local.update(dict.fromkeys(resolution.local))
@@ -79,7 +87,20 @@ class Delivery:
         def stored(_):
             # No log line here: the caller's one line per transaction names the queue id.
             if staged is not None:
-                self.on_queued(staged.envelope)
+                self.spool.announce(staged.envelope)
+        return result.addCallback(stored)
+
+    def deliver_report(self, recipient, message):
+        resolution = self.accounts.resolve(recipient)
+        if resolution is None:
+            self.log.warn("report to <{recipient}> dropped: no such local address", recipient=recipient)
+            return None
+        queue_id = self.new_id()
+        result = self.deliver(queue_id, "", [(recipient, resolution)], message, REPORT_ORIGIN)
+
+        def stored(_):
+            self.log.info("report {queue_id} to <{recipient}> stored", queue_id=queue_id, recipient=recipient)
+            return queue_id
         return result.addCallback(stored)
 
     def _maildir(self, mailbox):

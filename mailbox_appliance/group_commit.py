@@ -22,30 +22,10 @@ import threading
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from zope.interface import Interface
 
 from mailbox_appliance.atomic import sync_dir
 
 _STOP = object()
-
-
-class ICommitJob(Interface):
-    """One file change made durable by the group committer, in steps it can batch."""
-
-    def write():
-        """Write what is new under temporary names and fsync it; nothing is visible yet."""
-
-    def publish():
-        """Make the change visible (renames, unlinks); no fsync."""
-
-    def directories():
-        """Directories to fsync, once per batch, after publish."""
-
-    def settle():
-        """What may happen only once the batch is durable; called after the fsyncs."""
-
-    def discard():
-        """Take back what write() and publish() did, as far as possible: the batch failed."""
 
 
 class GroupCommitter:

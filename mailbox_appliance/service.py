@@ -13,12 +13,15 @@ from twisted.python.failure import Failure
 from mailbox_appliance import tls
 from mailbox_appliance.accounts.checker import PasswordChecker
 from mailbox_appliance.accounts.directory import Accounts
+from mailbox_appliance.admin_channel import AdminChannel
 from mailbox_appliance.connection_limit import BUSY_LINES, ConnectionLimit, LimitedFactory
 from mailbox_appliance.delivery import Delivery
 from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.imap.server import IMAPFactory
 from mailbox_appliance.login_throttle import LoginThrottle
+from mailbox_appliance.maildir.mailbox import FolderRegistry
 from mailbox_appliance.pop3.server import POP3Factory
+from mailbox_appliance.queue.control import QueueControl
 from mailbox_appliance.queue.dkim_signing import Signer
 from mailbox_appliance.queue.mx import make_resolver
 from mailbox_appliance.queue.outbound import Outbound, Relay
@@ -26,6 +29,7 @@ from mailbox_appliance.queue.runner import QueueRunner
 from mailbox_appliance.queue.schedule import Schedule
 from mailbox_appliance.queue.spool import Spool
 from mailbox_appliance.realm import MailRealm
+from mailbox_appliance.session_security import LoginGate
 from mailbox_appliance.smtp.server import SMTPFactory
 
 
@@ -98,7 +102,12 @@ class ReloadOnHangup(service.Service):
 
 
 def makeService(settings, reactor=None):
-    """Build the appliance for *settings*; raises StartupError with a one-line reason."""
+    """Build the appliance for *settings*; raises StartupError with a one-line reason.
+
+    Every shared object is made here, once, and handed to the parts that use it: the accounts,
+    the login gate (portal, checker, throttle), the folder registry (through the realm), the
+    group committer, the spool, delivery and the queue runner (docs/architecture.md).
+    """
     if reactor is None:
         from twisted.internet import reactor
     from mailbox_appliance.accounts.files import FileFormatError
@@ -114,25 +123,28 @@ def makeService(settings, reactor=None):
         raise StartupError(f"cannot create data_dir {settings.server.data_dir}: {error.strerror}") from None
     except tls.TLSError as error:
         raise StartupError(f"{settings.path or 'built-in defaults'}: {error}") from None
-    portal = Portal(MailRealm(), [PasswordChecker(accounts)])
+    data_dir = settings.server.data_dir
+    realm = MailRealm(data_dir, FolderRegistry(reactor))
     limits = settings.limits
     throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
+    gate = LoginGate(Portal(realm, [PasswordChecker(accounts, reactor)]), throttle, reactor)
+    committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
-    delivery = Delivery(settings.server.data_dir, settings.server.hostname, spool, GroupCommitter(reactor))
-    runner = _queue_runner(settings, accounts, spool, delivery, reactor)
+    delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer)
+    runner = _queue_runner(settings, accounts, spool, committer, delivery, reactor)
 
     def smtp(role):
-        return SMTPFactory(role, settings, accounts, portal, delivery, throttle, tls_context, reactor)
+        return SMTPFactory(role, settings, accounts, gate, delivery, tls_context, reactor)
 
     # listener name -> (protocol, factory maker)
     factories = {
         "smtp": ("smtp", lambda: smtp("inbound")),
         "submission": ("smtp", lambda: smtp("submission")),
         "submissions": ("smtp", lambda: smtp("submissions")),
-        "imap": ("imap", lambda: IMAPFactory(settings, portal, throttle, tls_context, reactor)),
-        "imaps": ("imap", lambda: IMAPFactory(settings, portal, throttle, tls_context, reactor, implicit_tls=True)),
-        "pop3": ("pop3", lambda: POP3Factory(settings, portal, throttle, tls_context, reactor)),
-        "pop3s": ("pop3", lambda: POP3Factory(settings, portal, throttle, tls_context, reactor, implicit_tls=True)),
+        "imap": ("imap", lambda: IMAPFactory(settings, gate, tls_context, reactor)),
+        "imaps": ("imap", lambda: IMAPFactory(settings, gate, tls_context, reactor, implicit_tls=True)),
+        "pop3": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor)),
+        "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),
     }
     connections = ConnectionLimit(limits.max_connections)
     appliance = service.MultiService()
@@ -149,10 +161,11 @@ def makeService(settings, reactor=None):
             factory.noisy = False
         ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
     runner.setServiceParent(appliance)
+    AdminChannel(data_dir, QueueControl(runner, spool).commands(), reactor).setServiceParent(appliance)
     return appliance
 
 
-def _queue_runner(settings, accounts, spool, delivery, reactor):
+def _queue_runner(settings, accounts, spool, committer, delivery, reactor):
     """The outbound queue, delivering with MX lookups and reporting failures through *delivery*."""
     log = Logger(namespace="mailbox_appliance.queue")
     settings_out = settings.outbound
@@ -164,22 +177,9 @@ def _queue_runner(settings, accounts, spool, delivery, reactor):
     outbound = Outbound(reactor, make_resolver(settings_out.resolver), settings_out.smtp_port,
                         settings.server.hostname, tls.client_context_factory(), relay)
 
-    def send_report(recipient, report):
-        resolution = accounts.resolve(recipient)
-        if resolution is None:
-            log.warn("report to <{recipient}> dropped: no such local address", recipient=recipient)
-            return None
-        queue_id = delivery.new_id()
-        result = delivery.deliver(queue_id, "", [(recipient, resolution)], report,
-                                  {"client": "localhost", "helo": None, "user": None, "session": "queue"})
-        return result.addCallback(lambda _: log.info("report {queue_id} to <{recipient}> stored",
-                                                     queue_id=queue_id, recipient=recipient))
-
     signer = Signer(settings.server.data_dir)
     for domain in sorted(set(accounts.domains()) - set(signer.keys())):
         log.warn("domain {domain} has no DKIM key: its mail is sent unsigned; "
                  "create one with: mailbox-appliance-admin dkim keygen {domain}", domain=domain)
-    runner = QueueRunner(spool, delivery.committer, Schedule.from_settings(settings.outbound), outbound, send_report,
-                         settings.server.hostname, reactor, signer)
-    delivery.on_queued = runner.enqueued
-    return runner
+    return QueueRunner(spool, committer, Schedule.from_settings(settings.outbound), outbound, delivery,
+                       settings.server.hostname, reactor, signer)

@@ -184,8 +184,8 @@ def test_the_deferred_fires_only_after_files_renames_and_directories_are_durable
     events = []
     reactor = _ThreadHopReactor(events)
     committer = GroupCommitter(reactor)
-    delivery = Delivery(data_dir, "mail.example.test", spool, committer)
-    delivery.on_queued = lambda envelope: events.append(("on_queued", envelope.id))
+    delivery = Delivery(data_dir, "mail.example.test", None, spool, committer)
+    spool.watch(lambda envelope: events.append(("on_queued", envelope.id)))
     local = ("alice@example.test",) if "local" in where else ()
     remote = ("friend@remote.test",) if "remote" in where else ()
     maildir = os.path.join(data_dir, "mail", "example.test", "alice")

@@ -8,7 +8,8 @@ from mailbox_appliance.imap.literals import Literal
 from mailbox_appliance.imap.message_commands import uid_set
 from mailbox_appliance.imap.response import encode
 from mailbox_appliance.imap.selection import BadSequence, parse_sequence_set
-from mailbox_appliance.imap.structure import Part, SectionError, to_crlf
+from mailbox_appliance.imap.structure import Part, SectionError
+from mailbox_appliance.message import to_crlf
 
 MULTIPART = to_crlf(b"""From: a@example.test
 Content-Type: multipart/mixed; boundary="b1"

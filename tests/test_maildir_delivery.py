@@ -5,6 +5,7 @@ import os
 import pytest
 
 from mailbox_appliance.maildir import delivery, layout, names
+from mailbox_appliance.message import crlf_size
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_deliver_bytes_exactly(maildir):
         assert f.read() == message
     parsed = names.parse(name)
     assert parsed.size == len(message)
-    assert parsed.crlf_size == names.crlf_size(message)
+    assert parsed.crlf_size == crlf_size(message)
     assert parsed.crlf_size == len(message) + message.count(b"\n") \
         - message.count(b"\r\n")
     assert parsed.flags == ""

@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from mailbox_appliance.maildir import delivery, layout
-from mailbox_appliance.maildir.interfaces import IFolderListener
+from mailbox_appliance.interfaces import IFolderListener
 from mailbox_appliance.maildir.mailbox import POLL_INTERVAL_SECONDS, Folder
 from mailbox_appliance.maildir.uidlist import UidList
 

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from mailbox_appliance.maildir import names
+from mailbox_appliance.message import crlf_size
 
 
 def test_new_base_name_shape_and_round_trip():
@@ -87,12 +88,12 @@ def test_parse_rejects_impossible_names(bad):
     (b"\r\r\n", 3),                       # bare CR untouched
 ])
 def test_crlf_size(data, w):
-    assert names.crlf_size(data) == w
+    assert crlf_size(data) == w
 
 
 def test_crlf_size_equals_size_for_crlf_message():
     msg = b"Subject: x\r\n\r\nbody\r\n" * 100
-    assert names.crlf_size(msg) == len(msg)
+    assert crlf_size(msg) == len(msg)
 
 
 def test_delivery_order_reads_seconds_and_microseconds_as_numbers():

@@ -43,7 +43,7 @@ def test_list_retry_flush_bounce_and_delete(office):
     office.appliance.wait_for_log(r"attempt 1: .*pending", timeout=30, count=2)
     [entry] = office.queued()
     _run(office, "queue", "delete", entry.id)
-    office.appliance.wait_for_log(rf"queue control: delete {entry.id}")
+    office.appliance.wait_for_log(rf"queue control: delete {entry.id} done")
     assert office.queued() == []
     assert len(reports(office)) == 1
 

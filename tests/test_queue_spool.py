@@ -7,7 +7,7 @@ import pytest
 from zope.interface.verify import verifyObject
 
 from mailbox_appliance.atomic import sync_dir
-from mailbox_appliance.queue.interfaces import ISpool, IStagedEntry
+from mailbox_appliance.interfaces import ISpool, IStagedEntry
 from mailbox_appliance.queue.spool import (
     CorruptEntry, Envelope, RecipientState, Spool, UnknownEntry, is_queue_id)
 

@@ -9,7 +9,7 @@ from twisted.names import dns, error
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.queue.mx import DestinationError, mail_hosts
 from mailbox_appliance.queue.schedule import Schedule
-from mailbox_appliance.smtp.content import dot_stuff
+from mailbox_appliance.message import dot_stuff
 
 
 def test_schedule_backs_off_then_repeats_its_last_delay():

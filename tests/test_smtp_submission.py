@@ -112,7 +112,7 @@ def test_repeated_failures_slow_down_then_refuse_the_address(tmp_path):
             client.login("alice@example.test", PASSWORD)
         assert raised.value.smtp_code == 454
         client.quit()
-        assert office.appliance.wait_for_log("authentication failed")
+        assert office.appliance.wait_for_log("login failed")
     finally:
         office.appliance.stop()
 

@@ -5,6 +5,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from mailbox_appliance.login_throttle import LoginThrottle
+from mailbox_appliance import message as wire
 from mailbox_appliance.smtp import content, headers
 from mailbox_appliance.smtp.protocol import SessionSettings, SMTPServer
 from mailbox_appliance.smtp.syntax import SyntaxProblem, parse_path
@@ -42,7 +43,7 @@ def test_bad_paths(argument, keyword):
 
 
 def test_unstuff():
-    assert content.unstuff(b".a\r\n..\r\nb.\r\n") == b"a\r\n.\r\nb.\r\n"
+    assert wire.unstuff(b".a\r\n..\r\nb.\r\n") == b"a\r\n.\r\nb.\r\n"
 
 
 @pytest.mark.parametrize("message, code", [
@@ -102,7 +103,7 @@ def test_idle_session_is_closed_with_421():
     """RFC 5321 §4.5.3.2: the server may close an idle session, with 421."""
     clock = Clock()
     settings = SessionSettings("inbound", "mx.example", 1000, 10, None, False, idle_timeout=300)
-    server = SMTPServer(settings, policy=None, delivery=None, portal=None, throttle=None, clock=clock)
+    server = SMTPServer(settings, policy=None, delivery=None, gate=None, clock=clock)
     transport = StringTransport()
     server.makeConnection(transport)
     server.dataReceived(b"NOOP\r\n")

@@ -37,9 +37,8 @@ class PasswordChecker:
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, accounts, run_in_thread=deferToThread, clock=None):
-        if clock is None:
-            from twisted.internet import reactor as clock
+    def __init__(self, accounts, clock, run_in_thread=deferToThread):
+        """*clock* (the reactor) times how long a verified password is remembered."""
         self._accounts = accounts
         self._run_in_thread = run_in_thread
         self._clock = clock

@@ -6,7 +6,7 @@ from zope.interface import implementer
 
 from mailbox_appliance.accounts import files
 from mailbox_appliance.accounts.addresses import normalize_address, split_address, without_subaddress
-from mailbox_appliance.accounts.interfaces import IAccounts
+from mailbox_appliance.interfaces import IAccounts
 
 # Aliases pointing at aliases are followed this deep; a loop or a longer chain stops there.
 MAX_ALIAS_DEPTH = 10

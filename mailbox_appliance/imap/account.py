@@ -16,9 +16,10 @@ import secrets
 import shutil
 
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
 from mailbox_appliance.atomic import sync_dir
+from mailbox_appliance.interfaces import IMailAccount
 from mailbox_appliance.maildir.layout import (
     SPECIAL_FOLDERS, UnsafeFolderName, folder_path, make_maildir, read_subscriptions,
     write_subscriptions,
@@ -36,33 +37,6 @@ class FolderError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.code = code
-
-
-class IMailAccount(Interface):
-    """The folders of one user, by IMAP name."""
-
-    address = Attribute("The user's address (str).")
-
-    def list(reference, pattern, subscribed_only=False):
-        """[(name, attributes)] matching the LIST pattern, INBOX first."""
-
-    def create(name):
-        """Create the folder *name*; raises FolderError."""
-
-    def delete(name):
-        """Delete the folder *name* and its messages; its sub-folders stay; raises FolderError."""
-
-    def rename(old, new):
-        """Rename *old* and every folder below it; raises FolderError."""
-
-    def subscribe(name):
-        """Add *name* to the subscriptions."""
-
-    def unsubscribe(name):
-        """Remove *name* from the subscriptions."""
-
-    def open(name):
-        """The shared maildir.mailbox.Folder for *name*; raises FolderError."""
 
 
 def canonical(name):

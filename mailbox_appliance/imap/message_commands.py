@@ -11,12 +11,13 @@ from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
 from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.names import FLAG_SEEN
+from mailbox_appliance.message import to_crlf
 
 from . import search, sort
 from .literals import LiteralArguments
 from .response import encode, flag_list, internal_date, string
 from .selection import BadSequence, parse_sequence_set
-from .structure import Part, SectionError, to_crlf
+from .structure import Part, SectionError
 
 __all__ = ["MessageCommands", "uid_set"]
 

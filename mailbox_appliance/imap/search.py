@@ -13,12 +13,12 @@ from datetime import date
 
 from mailbox_appliance.maildir.flags import LETTER_OF
 from mailbox_appliance.maildir.names import FLAG_SEEN
+from mailbox_appliance.message import to_crlf
 
 from .headers import decoded, header_values, read_header
 from .literals import Literal
 from .response import MONTHS
 from .selection import BadSequence, parse_sequence_set
-from .structure import to_crlf
 
 __all__ = ["SearchError", "parse_search", "run", "tokenize"]
 

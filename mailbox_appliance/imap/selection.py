@@ -12,7 +12,7 @@ from bisect import bisect_left
 from zope.interface import implementer
 
 from mailbox_appliance.maildir.flags import to_flags
-from mailbox_appliance.maildir.interfaces import IFolderListener
+from mailbox_appliance.interfaces import IFolderListener
 
 from .response import flag_list
 

@@ -16,16 +16,14 @@ here, because Twisted's versions are wrong for our users (the IMAP issue's defec
 import secrets
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
 from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
-from mailbox_appliance.maildir.layout import ensure_user_maildir
-from mailbox_appliance.maildir.mailbox import shared_registry
-from mailbox_appliance.realm import IMailUser
+from mailbox_appliance.interfaces import IMailUser
+from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
 
 from .account import MaildirAccount
 from .folder_commands import FolderCommands
@@ -41,8 +39,9 @@ IDLE_TIMEOUT_SECONDS = 30 * 60     # RFC 3501 §5.4: at least 30 minutes once lo
 PREAUTH_TIMEOUT_SECONDS = 60
 
 
-class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
+class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
     log = Logger()
+    protocol_name = "imap"
     IDENT = b"mailbox-appliance IMAP4rev1 ready"
     timeOut = PREAUTH_TIMEOUT_SECONDS
     POSTAUTH_TIMEOUT = IDLE_TIMEOUT_SECONDS
@@ -50,6 +49,8 @@ class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server)
     def __init__(self, factory):
         super().__init__(contextFactory=factory.tls_context)
         self.factory = factory
+        self.gate = factory.gate
+        self.MAX_LENGTH = factory.max_line_length      # LineReceiver's limit: [limits] max_line_length
         self.secure = factory.implicit_tls
         self.session_id = secrets.token_hex(4)
         self.client_address = None
@@ -71,6 +72,13 @@ class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server)
 
     def timeoutConnection(self):
         self.sendLine(b"* BYE Autologout; idle for too long")
+        self.deselect()
+        self.transport.loseConnection()
+
+    def lineLengthExceeded(self, line):
+        """A command line over [limits] max_line_length: say so before closing (LineReceiver
+        would close without a word, and what follows could not be told from a new command)."""
+        self.sendLine(b"* BYE Command line too long (at most %d octets)" % self.MAX_LENGTH)
         self.deselect()
         self.transport.loseConnection()
 
@@ -158,22 +166,12 @@ class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server)
             self.sendNegativeResponse(tag, b"STARTTLS is not offered here")
             return
         self.sendPositiveResponse(tag, b"Begin TLS negotiation now")
-        discarded = self.clearLineBuffer()
-        if discarded:
-            # Commands sent in cleartext behind STARTTLS must never run as if sent over TLS.
-            self.log.warn("imap session {session} from {client}: {count} octets pipelined after "
-                          "STARTTLS discarded", session=self.session_id, client=self.client_address,
-                          count=len(discarded))
-        self.transport.startTLS(self.ctx)
-        self.secure = True
+        self.start_tls(self.ctx, self.clearLineBuffer())
 
     unauth_STARTTLS = (do_STARTTLS,)
 
     def do_LOGIN(self, tag, user, password):
-        if not self.secure:
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
-            return
-        self._login(tag, UsernamePassword(user, password))
+        self._login(tag, UsernamePassword(user, password), b"LOGIN")
 
     unauth_LOGIN = (do_LOGIN, LiteralArguments.arg_astring, IMAP4Server.arg_finalastring)
 
@@ -181,7 +179,7 @@ class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server)
         if mechanism.upper() != b"PLAIN":
             self.sendNegativeResponse(tag, b"[CANNOT] Only AUTHENTICATE PLAIN is offered")
         elif not self.secure:
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] AUTHENTICATE is disabled until STARTTLS")
+            self._refuse_login(tag, "tls", b"AUTHENTICATE")
         else:
             # RFC 3501 §6.2.2: an empty challenge, then one base64 line (or "*" to cancel).
             self.parseState = "pending"
@@ -200,44 +198,37 @@ class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server)
         except MalformedResponse as problem:
             self.sendBadResponse(tag, str(problem).encode("ascii"))
             return
-        self._login(tag, credentials)
+        self._login(tag, credentials, b"AUTHENTICATE")
 
-    def _login(self, tag, credentials):
-        throttle = self.factory.throttle
-        if throttle.is_locked_out(self.client_address):
-            self.sendNegativeResponse(tag, b"[UNAVAILABLE] Too many failed logins; try again later")
+    def _login(self, tag, credentials, command):
+        refusal = self.password_refusal()
+        if refusal is not None:
+            self._refuse_login(tag, refusal, command)
             return
-        result = self.portal.login(credentials, None, IMailUser)
+        result = self.log_in(credentials, IMailUser)
         result.addCallbacks(self._logged_in, self._login_failed, (tag,), None, (tag,), None)
-        result.addErrback(self._login_broken, tag)
 
-    def _logged_in(self, login, tag):
-        _interface, user, logout = login
-        self.factory.throttle.succeeded(self.client_address)
-        maildir = ensure_user_maildir(self.factory.data_dir, user.address)
-        self.account = MaildirAccount(user.address, maildir, self.factory.folders)
-        self._onLogout = logout
+    def _refuse_login(self, tag, reason, command=b"LOGIN"):
+        if reason == "tls":
+            message = b"[PRIVACYREQUIRED] " + command + b" is disabled until STARTTLS"
+        elif reason == LOCKED_OUT:
+            message = b"[UNAVAILABLE] Too many failed logins; try again later"
+        elif reason == WRONG_CREDENTIALS:
+            message = b"[AUTHENTICATIONFAILED] Wrong user name or password"
+        else:
+            message = b"[UNAVAILABLE] Login is not possible right now"
+        if self.transport is not None and not self.transport.disconnecting:
+            self.sendNegativeResponse(tag, message)
+
+    def _logged_in(self, user, tag):
+        self.account = MaildirAccount(user.address, user.maildir, user.folders)
         self.state = "auth"
         self.setTimeout(self.POSTAUTH_TIMEOUT)
-        self.log.info("imap session {session} from {client}: logged in as {user}",
-                      session=self.session_id, client=self.client_address, user=user.address)
         self.sendPositiveResponse(tag, b"[CAPABILITY " + b" ".join(self.listCapabilities()) + b"] Logged in")
 
     def _login_failed(self, failure, tag):
-        failure.trap(UnauthorizedLogin)
-        delay = self.factory.throttle.failed(self.client_address)
-        self.log.info("imap session {session} from {client}: login failed",
-                      session=self.session_id, client=self.client_address)
-        self.factory.clock.callLater(delay, self._answer_if_connected, tag,
-                                     b"[AUTHENTICATIONFAILED] Wrong user name or password")
-
-    def _login_broken(self, failure, tag):
-        self.log.failure("imap session {session}: login error", failure, session=self.session_id)
-        self._answer_if_connected(tag, b"[UNAVAILABLE] Login is not possible right now")
-
-    def _answer_if_connected(self, tag, message):
-        if self.transport is not None and not self.transport.disconnecting:
-            self.sendNegativeResponse(tag, message)
+        failure.trap(LoginRefused)
+        self._refuse_login(tag, failure.value.reason)
 
     # -- arguments ----------------------------------------------------------------------------
 
@@ -313,19 +304,17 @@ class IMAPServer(FolderCommands, MessageCommands, LiteralArguments, IMAP4Server)
 
 
 class IMAPFactory(ServerFactory):
-    """Builds IMAPServer sessions sharing one folder registry for the data directory."""
+    """Builds the IMAPServer sessions of one listener (143 or 993)."""
 
-    def __init__(self, settings, portal, throttle, tls_context, clock, implicit_tls=False):
-        self.portal = portal
-        self.throttle = throttle
+    def __init__(self, settings, gate, tls_context, clock, implicit_tls=False):
+        """*gate* is the session_security.LoginGate; the realm behind it hands each login its
+        Maildir and the folder registry every session shares."""
+        self.gate = gate
         self.tls_context = None if implicit_tls else tls_context
         self.implicit_tls = implicit_tls
         self.clock = clock
-        self.data_dir = settings.server.data_dir
         self.max_message_size = settings.limits.max_message_size
-        self.folders = shared_registry(self.data_dir, clock)
+        self.max_line_length = settings.limits.max_line_length
 
     def buildProtocol(self, addr):
-        protocol = IMAPServer(self)
-        protocol.portal = self.portal
-        return protocol
+        return IMAPServer(self)

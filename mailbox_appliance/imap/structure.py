@@ -14,19 +14,13 @@ import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-__all__ = ["Part", "to_crlf", "SectionError"]
+__all__ = ["Part", "SectionError"]
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 class SectionError(ValueError):
     """A FETCH section naming a part the message does not have."""
-
-
-def to_crlf(data):
-    """*data* with every bare LF made CRLF (what W= counts, and what IMAP sends)."""
-    return _BARE_LF.sub(b"\r\n", data) if b"\n" in data.replace(b"\r\n", b"") else data
 
 
 def _raw(value):

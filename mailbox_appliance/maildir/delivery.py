@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass
 
 from mailbox_appliance.atomic import create_synced, sync_dir, unlink_quietly
-from .names import crlf_size, new_base_name
+from mailbox_appliance.message import crlf_size
+
+from .names import new_base_name
 
 __all__ = ["TmpFile", "write_tmp", "publish", "sync_dir", "deliver", "discard"]
 

@@ -31,16 +31,17 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from mailbox_appliance.atomic import sync_dir, unlink_quietly
+from mailbox_appliance.interfaces import IFolderListener
+from mailbox_appliance.message import crlf_size
 from . import delivery, names
 from .flags import to_letters
-from .interfaces import IFolderListener
 from .keywords import Keywords
 from .uidlist import UidList
 
-__all__ = ["Folder", "FolderRegistry", "Message", "POLL_INTERVAL_SECONDS", "shared_registry"]
+__all__ = ["Folder", "FolderRegistry", "Message", "POLL_INTERVAL_SECONDS"]
 
 # How often a watched folder looks for mail delivered or changed behind its back; IDLE reports new
-# mail within this time (the IMAP issue asks for under a second).
+# mail within this time (well under a second, so a phone in IDLE hears of it at once).
 POLL_INTERVAL_SECONDS = 0.5
 INFO = ":2,"
 
@@ -265,7 +266,7 @@ class Folder:
                 cached = self.uidlist.get_extension(message.uid, "W")
                 size = int(cached) if cached and cached.isdigit() else None
             if size is None:
-                size = names.crlf_size(self.read(message))
+                size = crlf_size(self.read(message))
                 self.uidlist.set_extension(message.uid, "W", size)
                 self._uidlist_dirty = True
             message._vsize = size
@@ -423,7 +424,10 @@ class Folder:
 
 class FolderRegistry:
     """The one Folder per directory in this process; folders stay open once opened, so the
-    second SELECT of a large folder costs nothing but the directory poll."""
+    second SELECT of a large folder costs nothing but the directory poll.
+
+    service.py makes one and hands it to the realm: every IMAP and POP3 session must share it, or
+    two sessions of one folder would hold two diverging states."""
 
     def __init__(self, clock):
         self.clock = clock
@@ -442,15 +446,3 @@ class FolderRegistry:
         for known in list(self._folders):
             if known == path or known.startswith(path + "."):
                 self._folders.pop(known).close()
-
-
-_registries = {}
-
-
-def shared_registry(data_dir, clock):
-    """The process's one FolderRegistry for *data_dir*: every listener (143, 993, later POP3)
-    must share it, or two sessions of one folder would hold two diverging states."""
-    key = os.path.realpath(data_dir)
-    if key not in _registries:
-        _registries[key] = FolderRegistry(clock)
-    return _registries[key]

@@ -35,7 +35,7 @@ __all__ = [
     "SYSTEM_FLAGS", "KEYWORD_LETTERS", "FLAG_DRAFT", "FLAG_FLAGGED",
     "FLAG_PASSED", "FLAG_REPLIED", "FLAG_SEEN", "FLAG_TRASHED",
     "MaildirName", "new_base_name", "parse", "with_flags", "base_of",
-    "crlf_size", "escape_hostname", "delivery_order",
+    "escape_hostname", "delivery_order",
 ]
 
 FLAG_DRAFT = "D"
@@ -105,16 +105,6 @@ def delivery_order(base):
     """
     seconds, microseconds = _DELIVERY_TIME.match(base).groups()
     return int(seconds or 0), int(microseconds or 0), base
-
-
-def crlf_size(data):
-    """Size of *data* when every line ending is CRLF (Dovecot's W= / vsize).
-
-    Each bare LF counts as two bytes; a CRLF stays two.  count() runs in C
-    over the buffer, so this costs no copy of the message.
-    """
-    lf = data.count(b"\n")
-    return len(data) + lf - data.count(b"\r\n")
 
 
 def base_of(name):

@@ -6,11 +6,8 @@ The snapshot holds no lock: delivery goes on while a POP3 session is open (new m
 next session), and a message an IMAP client expunges meanwhile answers -ERR when retrieved.
 """
 
-import re
-
 from mailbox_appliance.maildir import names
-
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+from mailbox_appliance.message import to_crlf
 
 
 class NoSuchMessage(Exception):
@@ -56,7 +53,7 @@ class POP3Mailbox:
             data = self.folder.read(message)
         except FileNotFoundError:
             raise Gone(f"message {number} was removed by another session") from None
-        return _BARE_LF.sub(b"\r\n", data) if data.count(b"\n") != data.count(b"\r\n") else data
+        return to_crlf(data)
 
     def mark_retrieved(self, number):
         self.retrieved.add(number)

@@ -13,31 +13,28 @@ portal and TimeoutMixin, like the SMTP server.
 import secrets
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
-from mailbox_appliance.maildir.layout import ensure_user_maildir
-from mailbox_appliance.maildir.mailbox import shared_registry
+from mailbox_appliance.interfaces import IMailUser
+from mailbox_appliance.message import dot_stuff
 from mailbox_appliance.pop3.mailbox import Gone, NoSuchMessage, POP3Mailbox
-from mailbox_appliance.smtp.content import dot_stuff
-from mailbox_appliance.realm import IMailUser
+from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
 
-# RFC 2449 §4: a command line is at most 255 octets; AUTH responses may be longer (RFC 5034 §4).
-MAX_COMMAND_OCTETS = 255
-MAX_AUTH_LINE_OCTETS = 8192
 # RFC 1939 §3: an inactivity timer of at least 10 minutes.
 IDLE_TIMEOUT_SECONDS = 600
 MAX_ERRORS = 10
 
 
-class POP3Server(Protocol, TimeoutMixin):
+class POP3Server(SecureSession, Protocol, TimeoutMixin):
     log = Logger()
+    protocol_name = "pop3"
 
     def __init__(self, factory):
         self.factory = factory
+        self.gate = factory.gate
         self.callLater = factory.clock.callLater
         self.secure = factory.implicit_tls
         self.session_id = secrets.token_hex(4)
@@ -90,8 +87,10 @@ class POP3Server(Protocol, TimeoutMixin):
         self._process()
 
     def _process(self):
+        # RFC 2449 §4 has clients send at most 255 octets (AUTH responses more, RFC 5034 §4);
+        # we accept up to [limits] max_line_length.
+        limit = self.factory.max_line_length
         while self._state not in ("busy", "closed"):
-            limit = MAX_AUTH_LINE_OCTETS if self._state == "auth" else MAX_COMMAND_OCTETS
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > limit:
@@ -146,23 +145,17 @@ class POP3Server(Protocol, TimeoutMixin):
         if self.factory.tls_context is None:
             return self._err("STLS is not offered here")
         self._ok("Begin TLS negotiation")
-        if self._buffer:
-            # As for SMTP STARTTLS (CVE-2011-0411): never run plaintext sent after STLS as if it
-            # had come through TLS.
-            self.log.warn("pop3 session {session} from {client}: {count} octets pipelined after STLS discarded",
-                          session=self.session_id, client=self.client_address, count=len(self._buffer))
-            self._buffer = b""
-        self.transport.startTLS(self.factory.tls_context)
-        self.secure = True
+        pipelined, self._buffer = self._buffer, b""
+        self.start_tls(self.factory.tls_context, pipelined, "STLS")
 
     def _tls_required(self):
-        if not self.secure:
+        """True (and the client told why) when no password may be sent now."""
+        refusal = self.password_refusal()
+        if refusal == "tls":
             self._err("[AUTH] Plaintext authentication is not allowed; use STLS first")
-            return True
-        if self.factory.throttle.is_locked_out(self.client_address):
+        elif refusal == LOCKED_OUT:
             self._err("[SYS/TEMP] Too many failed logins from your address; try again later")
-            return True
-        return False
+        return refusal is not None
 
     def authorization_USER(self, argument):
         if self._tls_required():
@@ -207,27 +200,24 @@ class POP3Server(Protocol, TimeoutMixin):
         # Stop reading while the password is checked: pipelined input waits in the kernel.
         self._state = "busy"
         self.transport.pauseProducing()
-        result = self.factory.portal.login(credentials, None, IMailUser)
+        result = self.log_in(credentials, IMailUser)
         result.addCallbacks(self._logged_in, self._login_failed)
         result.addErrback(self._unexpected)
 
-    def _logged_in(self, login):
-        _interface, user, logout = login
-        self.factory.throttle.succeeded(self.client_address)
-        maildir = ensure_user_maildir(self.factory.data_dir, user.address)
-        self.mailbox = POP3Mailbox(self.factory.folders.open(maildir))
+    def _logged_in(self, user):
+        self.mailbox = POP3Mailbox(user.folders.open(user.maildir))
         self.address = user.address
         numbers = self.mailbox.numbers()
-        self.log.info("pop3 session {session} from {client}: {user} logged in, {count} messages",
-                      session=self.session_id, client=self.client_address, user=user.address, count=len(numbers))
         self._resume("transaction", f"Logged in, {len(numbers)} messages")
 
     def _login_failed(self, failure):
-        failure.trap(UnauthorizedLogin)
-        delay = self.factory.throttle.failed(self.client_address)
-        self.log.info("pop3 session {session} from {client}: authentication failed",
-                      session=self.session_id, client=self.client_address)
-        self.callLater(delay, self._resume, "authorization", None, "[AUTH] Authentication failed")
+        failure.trap(LoginRefused)
+        if failure.value.reason == WRONG_CREDENTIALS:
+            self._resume("authorization", None, "[AUTH] Authentication failed")
+        elif failure.value.reason == LOCKED_OUT:
+            self._resume("authorization", None, "[SYS/TEMP] Too many failed logins from your address; try again later")
+        else:
+            self._resume("authorization", None, "[SYS/TEMP] Login is not possible right now; try again later")
 
     def _resume(self, state, ok, error=None):
         if self._state == "closed":
@@ -341,15 +331,15 @@ def _top(data, body_lines):
 class POP3Factory(ServerFactory):
     """Builds POP3 sessions; INBOX state is shared with the IMAP server through the registry."""
 
-    def __init__(self, settings, portal, throttle, tls_context, clock, implicit_tls=False):
+    def __init__(self, settings, gate, tls_context, clock, implicit_tls=False):
+        """*gate* is the session_security.LoginGate; the realm behind it hands each login its
+        Maildir and the folder registry the IMAP sessions share."""
         self.hostname = settings.server.hostname
-        self.data_dir = settings.server.data_dir
-        self.portal = portal
-        self.throttle = throttle
+        self.max_line_length = settings.limits.max_line_length
+        self.gate = gate
         self.tls_context = None if implicit_tls else tls_context
         self.implicit_tls = implicit_tls
         self.clock = clock
-        self.folders = shared_registry(self.data_dir, clock)
 
     def buildProtocol(self, addr):
         return POP3Server(self)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailbox_appliance.atomic import atomic_replace
-from mailbox_appliance.smtp.headers import header_block
+from mailbox_appliance.message import header_block
 
 KEY_BITS = 2048
 DEFAULT_SELECTOR = "mail"

@@ -16,7 +16,7 @@ import secrets
 import textwrap
 from dataclasses import dataclass
 
-from mailbox_appliance.smtp.headers import header_block
+from mailbox_appliance.message import header_block
 
 # RFC 5322 §2.1.1: keep generated lines well under 998 octets; fold long fields here.
 _FOLD_AT = 76

@@ -6,23 +6,18 @@ next attempt.  An attempt groups the message's pending recipients by domain and 
 domain once (queue/outbound.py); the envelope is rewritten with each recipient's new state before
 anything else happens, so a crash repeats at most the attempt in flight (a duplicate, never a
 loss).  A message leaves the queue when no recipient is pending; if some failed, one bounce
-lists them all (never for the null sender).
+lists them all (never for the null sender), stored through the IDelivery the runner is given.
 
-The admin command talks to a running runner through files in DATA/queue/control/: ``flush``,
-``retry-ID``, ``delete-ID``, ``bounce-ID``, checked once a second.
+The admin's commands (queue/control.py) call flush(), retry() and give_up().
 """
 
-import os
-
 from twisted.application.service import Service
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.queue.spool import UnknownEntry
 
-CONTROL_DIRECTORY = "control"
-CONTROL_POLL_SECONDS = 1.0
 # Messages being delivered at once, and sessions at once per destination (Postfix's
 # default_destination_concurrency_limit is 20 too).
 MAX_ACTIVE_DELIVERIES = 100
@@ -32,25 +27,24 @@ MAX_ACTIVE_PER_DOMAIN = 20
 class QueueRunner(Service):
     log = Logger()
 
-    def __init__(self, spool, committer, schedule, outbound, send_report, hostname, clock, signer=None):
-        """*committer* (group_commit.GroupCommitter) makes the spool's rewrites and removals
-        durable; *send_report(recipient, message)* delivers a bounce or delay notice (null
-        sender); *signer* (queue/dkim_signing.Signer) DKIM-signs each message as it leaves."""
+    def __init__(self, spool, committer, schedule, outbound, delivery, hostname, clock, signer=None):
+        """*spool* (ISpool) is watched for new entries; *committer* (group_commit.GroupCommitter)
+        makes the spool's rewrites and removals durable; *delivery* (IDelivery) stores bounces and
+        delay notices; *signer* (queue/dkim_signing.Signer) DKIM-signs each message as it leaves."""
         self.spool = spool
         self.committer = committer
         self.signer = signer
         self.schedule = schedule
         self.outbound = outbound
-        self.send_report = send_report
+        self.delivery = delivery
         self.hostname = hostname
         self.clock = clock
         self._timers = {}
         self._active = set()
-        self._after_attempt = {}      # queue id -> admin command waiting for its attempt to end
+        self._after_attempt = {}      # queue id -> (bounce?, Deferred) of an admin's give_up waiting for it
         self._total = defer.DeferredSemaphore(MAX_ACTIVE_DELIVERIES)
         self._per_domain = {}
-        self._control = task.LoopingCall(self._read_control)
-        self._control.clock = clock
+        spool.watch(self.enqueued)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -63,13 +57,9 @@ class QueueRunner(Service):
         for envelope in loaded:
             self._schedule(envelope.id, envelope.next_attempt)
         self.log.info("queue loaded: {count} entries", count=len(loaded))
-        os.makedirs(self._control_path(), exist_ok=True)
-        self._control.start(CONTROL_POLL_SECONDS, now=False)
 
     def stopService(self):
         super().stopService()
-        if self._control.running:
-            self._control.stop()
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
@@ -102,9 +92,10 @@ class QueueRunner(Service):
 
     def _attempt_ended(self, _, queue_id):
         self._active.discard(queue_id)
-        command = self._after_attempt.pop(queue_id, None)
-        if command is not None:
-            self._by_admin(command, queue_id)
+        waiting = self._after_attempt.pop(queue_id, None)
+        if waiting is not None:
+            bounce, result = waiting
+            self._give_up_now(queue_id, bounce).chainDeferred(result)
 
     def _attempt_broke(self, failure, queue_id):
         """An attempt ended in an error of ours: log it, and try again after the first retry delay,
@@ -228,7 +219,7 @@ class QueueRunner(Service):
                       what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
 
     async def _report(self, envelope, message, recipients, action):
-        """Store a report to the sender (through send_report); raises if it cannot be stored."""
+        """Store a report to the sender (IDelivery.deliver_report); raises if it cannot be stored."""
         if envelope.sender == "":
             # RFC 3464 §2 / RFC 5321 §6.1: never report on a report; it would loop.
             self.log.info("queue {queue_id}: {action} for the null sender, no report sent",
@@ -243,56 +234,60 @@ class QueueRunner(Service):
         self.log.info("queue {queue_id}: {action} report to <{sender}> for {recipients}", queue_id=envelope.id,
                       action=action, sender=envelope.sender,
                       recipients=",".join(f"<{r.address}>" for r in recipients))
-        await defer.maybeDeferred(self.send_report, envelope.sender, report)
+        await defer.maybeDeferred(self.delivery.deliver_report, envelope.sender, report)
 
-    # -- admin control --------------------------------------------------------------------
+    # -- the admin's commands (queue/control.py) ---------------------------------------------
 
-    def _control_path(self):
-        return os.path.join(self.spool.path, CONTROL_DIRECTORY)
+    def flush(self):
+        """Try every queued message now; returns how many there are."""
+        envelopes = self.spool.load(repair=False)
+        for envelope in envelopes:
+            self._schedule(envelope.id, 0)
+        self.log.info("queue control: flush: {count} entries tried now", count=len(envelopes))
+        return len(envelopes)
 
-    def _read_control(self):
-        try:
-            names = os.listdir(self._control_path())
-        except FileNotFoundError:
-            return
-        for name in names:
-            os.unlink(os.path.join(self._control_path(), name))
-            command, _, queue_id = name.partition("-")
-            if command == "flush":
-                for envelope in self.spool.load(repair=False):
-                    self._schedule(envelope.id, 0)
-            elif command == "retry":
-                self._schedule(queue_id, 0)
-            elif command in ("delete", "bounce") and queue_id in self._active:
-                # Applied when the attempt in flight ends, so that its record of the outcome
-                # cannot bring the entry back.
-                self._after_attempt[queue_id] = command
-                self.log.info("queue control: {command} {queue_id} after the attempt in flight",
-                              command=command, queue_id=queue_id)
-                continue
-            elif command in ("delete", "bounce"):
-                self._by_admin(command, queue_id)
-                continue
-            else:
-                self.log.warn("queue control: unknown request {name} ignored", name=name)
-                continue
-            self.log.info("queue control: {command} {queue_id} done", command=command, queue_id=queue_id or "all")
+    def retry(self, queue_id):
+        """Try *queue_id* now (UnknownEntry when there is no such entry)."""
+        self.spool.read_envelope(queue_id)
+        self._schedule(queue_id, 0)
+        self.log.info("queue control: retry {queue_id}", queue_id=queue_id)
 
-    def _by_admin(self, command, queue_id):
-        """Delete or bounce *queue_id* now, and log when that is done."""
-        result = defer.ensureDeferred(self._finish_by_admin(command, queue_id))
+    def in_flight(self, queue_id):
+        return queue_id in self._active
+
+    def give_up(self, queue_id, bounce):
+        """Delete *queue_id*, first bouncing it to its sender when *bounce*; a Deferred firing
+        when that is durable.  An entry in the middle of an attempt is dealt with when the attempt
+        ends, so that its record of the outcome cannot bring the entry back."""
+        command = "bounce" if bounce else "delete"
+        if queue_id in self._active:
+            result = defer.Deferred()
+            self._after_attempt[queue_id] = (bounce, result)
+            self.log.info("queue control: {command} {queue_id} after the attempt in flight",
+                          command=command, queue_id=queue_id)
+            return result
+        return self._give_up_now(queue_id, bounce)
+
+    def _give_up_now(self, queue_id, bounce):
+        command = "bounce" if bounce else "delete"
+        result = defer.ensureDeferred(self._give_up_entry(queue_id, bounce))
         result.addCallback(lambda _: self.log.info("queue control: {command} {queue_id} done",
                                                    command=command, queue_id=queue_id))
-        result.addErrback(self._attempt_broke, queue_id)
+        result.addErrback(self._give_up_failed, queue_id)
+        return result
 
-    async def _finish_by_admin(self, command, queue_id):
+    def _give_up_failed(self, failure, queue_id):
+        self._attempt_broke(failure, queue_id)
+        return failure
+
+    async def _give_up_entry(self, queue_id, bounce):
         self._unschedule(queue_id)
         try:
             envelope = self.spool.read_envelope(queue_id)
             message = self.spool.read_message(queue_id)
         except UnknownEntry:
             return
-        if command == "bounce":
+        if bounce:
             for recipient in envelope.pending():
                 recipient.state = "failed"
                 recipient.last_reply = f"550 5.3.0 Returned by the postmaster; last reply: {recipient.last_reply}"

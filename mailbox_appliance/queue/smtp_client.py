@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 
-from mailbox_appliance.smtp.content import dot_stuff
+from mailbox_appliance.message import dot_stuff
 from mailbox_appliance.tls import negotiated_version
 
 # A reply longer than this is not an SMTP reply; the session is dropped.

@@ -43,9 +43,8 @@ import time
 from zope.interface import implementer
 
 from mailbox_appliance.atomic import atomic_replace, create_synced, sync_dir, unlink_quietly
-from mailbox_appliance.group_commit import ICommitJob
+from mailbox_appliance.interfaces import ICommitJob, ISpool, IStagedEntry
 from .envelope import CorruptEntry, Envelope, RecipientState
-from .interfaces import ISpool, IStagedEntry
 
 __all__ = ["Spool", "StagedEntry", "EnvelopeRewrite", "EntryRemoval", "LoadResult", "UnknownEntry", "new_queue_id",
            "is_queue_id", "Envelope", "RecipientState", "CorruptEntry"]
@@ -264,6 +263,7 @@ class Spool:
         self.messages_dir = os.path.join(self.path, "messages")
         self.envelopes_dir = os.path.join(self.path, "envelopes")
         self.corrupt_dir = os.path.join(self.path, "corrupt")
+        self._watchers = []
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         created = False
         for directory in (self.messages_dir, self.envelopes_dir, self.corrupt_dir):
@@ -287,6 +287,17 @@ class Spool:
     def envelope_path(self, queue_id):
         """Path of the envelope file of *queue_id* (whether or not it exists)."""
         return os.path.join(self.envelopes_dir, self._check_id(queue_id) + ".json")
+
+    # -- hearing of new entries ----------------------------------------------
+
+    def watch(self, callback):
+        """Call *callback(envelope)* for each entry announce()d from now on (the runner does)."""
+        self._watchers.append(callback)
+
+    def announce(self, envelope):
+        """The entry of *envelope* is committed: tell the watchers (in the reactor thread)."""
+        for callback in self._watchers:
+            callback(envelope)
 
     # -- writing new entries -------------------------------------------------
 

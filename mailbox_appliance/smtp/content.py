@@ -1,4 +1,4 @@
-"""Checks on a received message's octets, and dot-stuffing both ways (SMTP DATA, POP3 RETR).
+"""Checks on the octets of a message received over SMTP, before it is accepted.
 
 Each check runs over the whole message in C (bytes.count, bytes.splitlines, len), with no
 per-line Python loop.  (A regular expression for the long-line check, [^\r\n]{999}, restarts at
@@ -7,26 +7,6 @@ every octet and cost 40 ms on a 100 KB message; these checks together cost about
 
 # RFC 5322 §2.1.1 and RFC 5321 §4.5.3.1.6: a text line is at most 998 octets before its CRLF.
 MAX_TEXT_LINE_OCTETS = 998
-
-
-def unstuff(raw):
-    """RFC 5321 §4.5.2: remove the leading '.' of every line that starts with one.
-
-    *raw* is the DATA octets without the end marker; the first line counts as following a CRLF.
-    """
-    data = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
-    return data[1:] if data.startswith(b".") else data
-
-
-def dot_stuff(message):
-    """RFC 5321 §4.5.2: double every '.' that starts a line, the first line included, and end
-    with CRLF '.' CRLF.  The octets are otherwise sent exactly as queued."""
-    stuffed = message.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    if stuffed and not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed + b".\r\n"
 
 
 def problem(message, max_size):

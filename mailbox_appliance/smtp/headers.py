@@ -1,9 +1,11 @@
-"""Header fields the server adds: Received (RFC 5321 §4.4), Return-Path, and for submission the
+"""Header fields the SMTP server adds: Received (RFC 5321 §4.4), and for submission the
 Date and Message-ID a client left out (RFC 6409 §8.2, §8.3)."""
 
 import email.utils
 import re
 import secrets
+
+from mailbox_appliance.message import header_block
 
 # RFC 5321 §4.4 with RFC 3848 and RFC 6531 §3.7.3 protocol types: ESMTP, plus S for TLS, A for
 # authenticated; UTF8SMTP in place of ESMTP for an SMTPUTF8 transaction.
@@ -33,18 +35,6 @@ def received(hostname, helo, client_address, protocol, queue_id, tls_version, re
 def _clean(helo):
     """The HELO name as a client sent it, minus anything that could break the header."""
     return re.sub(r"[^\x21-\x7e\x80-\U0010ffff]", "?", helo or "unknown")[:255]
-
-
-def return_path(sender):
-    return f"Return-Path: <{sender}>\r\n".encode("utf-8")
-
-
-def header_block(message):
-    """The header fields of *message*: up to the blank line (all of it if there is none)."""
-    if message.startswith(b"\r\n"):
-        return b""
-    end = message.find(b"\r\n\r\n")
-    return message if end < 0 else message[:end + 2]
 
 
 def add_missing_date_and_message_id(message, hostname, now=None):

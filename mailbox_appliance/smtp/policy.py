@@ -12,8 +12,6 @@ An authenticated user sends only as their own addresses: the address itself, its
 and aliases that point to them.
 """
 
-from zope.interface import Interface, implementer
-
 from mailbox_appliance.accounts.addresses import normalize_address, split_address
 from mailbox_appliance.smtp import headers
 from mailbox_appliance.smtp.reply import Reply
@@ -23,18 +21,7 @@ SUBMISSION_ROLES = ("submission", "submissions")
 POSTMASTER = "postmaster"
 
 
-class ISMTPSender(Interface):
-    """The avatar of an authenticated SMTP client: ``.address`` is the user."""
-
-
-@implementer(ISMTPSender)
-class SMTPSender:
-    def __init__(self, address):
-        self.address = address
-
-
 class Policy:
-    avatar_interface = ISMTPSender
 
     def __init__(self, role, accounts):
         self.role = role

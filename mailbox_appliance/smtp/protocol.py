@@ -20,16 +20,18 @@ import secrets
 from dataclasses import dataclass
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
+from mailbox_appliance.interfaces import ISender
+from mailbox_appliance.message import unstuff
 from mailbox_appliance.smtp import content
-from mailbox_appliance.tls import negotiated_version
+from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
 from mailbox_appliance.smtp.reply import Reply
 from mailbox_appliance.smtp.syntax import SyntaxProblem, parse_path
+from mailbox_appliance.tls import negotiated_version
 
 # RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
 MAX_COMMAND_LINE_OCTETS = 512
@@ -74,15 +76,16 @@ class SessionSettings:
     idle_timeout: int = IDLE_TIMEOUT_SECONDS
 
 
-class SMTPServer(Protocol, TimeoutMixin):
+class SMTPServer(SecureSession, Protocol, TimeoutMixin):
     log = Logger()
+    protocol_name = "smtp"
 
-    def __init__(self, settings, policy, delivery, portal, throttle, clock):
+    def __init__(self, settings, policy, delivery, gate, clock):
+        """*delivery* is an IDelivery; *gate* the session_security.LoginGate."""
         self.settings = settings
         self.policy = policy
         self.delivery = delivery
-        self.portal = portal
-        self.throttle = throttle
+        self.gate = gate
         self.clock = clock
         self.callLater = clock.callLater
         self.session_id = secrets.token_hex(4)
@@ -282,14 +285,9 @@ class SMTPServer(Protocol, TimeoutMixin):
         if argument:
             raise Reply(501, "5.5.4", "Syntax: STARTTLS (no parameters)")
         self._send(220, "2.0.0", "Ready to start TLS")
-        if self._buffer:
-            # CVE-2011-0411: anything the client sent after STARTTLS in cleartext must never be
-            # executed as if it came through TLS.  Drop it.
-            self.log.warn("smtp session {session} from {client}: {count} octets pipelined after STARTTLS discarded",
-                          session=self.session_id, client=self.client_address, count=len(self._buffer))
-            self._buffer.clear()
-        self.transport.startTLS(self.settings.tls_context)
-        self.secure = True
+        pipelined = bytes(self._buffer)
+        self._buffer.clear()
+        self.start_tls(self.settings.tls_context, pipelined)
         # RFC 3207 §4.2: forget everything learned before the handshake.
         self.helo = None
         self.user = None
@@ -298,7 +296,8 @@ class SMTPServer(Protocol, TimeoutMixin):
     # -- AUTH (RFC 4954) ------------------------------------------------------------------
 
     def smtp_AUTH(self, argument):
-        if not self.secure:
+        refusal = self.password_refusal()
+        if refusal == "tls":
             raise Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
         if self.helo is None:
             raise Reply(503, "5.5.1", "Send EHLO first")
@@ -310,7 +309,7 @@ class SMTPServer(Protocol, TimeoutMixin):
         mechanism = mechanism.upper()
         if mechanism not in (b"PLAIN", b"LOGIN"):
             raise Reply(504, "5.5.4", "Unrecognized authentication mechanism; use PLAIN or LOGIN")
-        if self.throttle.is_locked_out(self.client_address):
+        if refusal == LOCKED_OUT:
             raise Reply(454, "4.7.0", "Too many failed logins from your address; try again later")
         self._auth_step = (mechanism, [])
         if initial:
@@ -341,24 +340,22 @@ class SMTPServer(Protocol, TimeoutMixin):
             text = str(problem) if isinstance(problem, MalformedResponse) else "Cannot decode the base64 response"
             return self._error(Reply(501, "5.5.2", text))
         self._wait()
-        result = self.portal.login(credentials, None, self.policy.avatar_interface)
+        result = self.log_in(credentials, ISender)
         result.addCallbacks(self._auth_succeeded, self._auth_failed)
         result.addErrback(self._unexpected, "AUTH")
 
-    def _auth_succeeded(self, login):
-        _interface, avatar, _logout = login
-        self.user = avatar.address
-        self.throttle.succeeded(self.client_address)
-        self.log.info("smtp session {session} from {client}: authenticated as {user}",
-                      session=self.session_id, client=self.client_address, user=self.user)
+    def _auth_succeeded(self, sender):
+        self.user = sender.address
         self._resume(235, "2.7.0", "Authentication successful")
 
     def _auth_failed(self, failure):
-        failure.trap(UnauthorizedLogin)
-        delay = self.throttle.failed(self.client_address)
-        self.log.info("smtp session {session} from {client}: authentication failed",
-                      session=self.session_id, client=self.client_address)
-        self.clock.callLater(delay, self._resume, 535, "5.7.8", "Authentication credentials invalid")
+        failure.trap(LoginRefused)
+        if failure.value.reason == WRONG_CREDENTIALS:
+            self._resume(535, "5.7.8", "Authentication credentials invalid")
+        elif failure.value.reason == LOCKED_OUT:
+            self._resume(454, "4.7.0", "Too many failed logins from your address; try again later")
+        else:
+            self._resume(454, "4.7.0", "Temporary authentication failure; try again later")
 
     def _wait(self):
         """A command waits (login, delivery): stop reading meanwhile, so what a client pipelines
@@ -495,7 +492,7 @@ class SMTPServer(Protocol, TimeoutMixin):
             return
         # Most messages have no line starting with a dot: then there is nothing to unstuff, and
         # no second pass over a large body to find that out.
-        self._message_complete(content.unstuff(raw) if self._dotted else raw)
+        self._message_complete(unstuff(raw) if self._dotted else raw)
 
     def _find_end(self):
         """Where the end marker CRLF "." CRLF starts in the DATA read so far, or -1.

@@ -7,7 +7,8 @@ from mailbox_appliance.smtp.protocol import SessionSettings, SMTPServer
 
 
 class SMTPFactory(ServerFactory):
-    def __init__(self, role, settings, accounts, portal, delivery, throttle, tls_context, clock):
+    def __init__(self, role, settings, accounts, gate, delivery, tls_context, clock):
+        """*delivery* is the IDelivery accepted mail goes to; *gate* the LoginGate for AUTH."""
         limits = settings.limits
         self.session_settings = SessionSettings(
             role=role,
@@ -19,13 +20,11 @@ class SMTPFactory(ServerFactory):
             implicit_tls=role == "submissions",
         )
         self.policy = Policy(role, accounts)
-        self.portal = portal
+        self.gate = gate
         self.delivery = delivery
-        self.throttle = throttle
         self.clock = clock
 
     def buildProtocol(self, addr):
-        protocol = SMTPServer(self.session_settings, self.policy, self.delivery, self.portal,
-                              self.throttle, self.clock)
+        protocol = SMTPServer(self.session_settings, self.policy, self.delivery, self.gate, self.clock)
         protocol.factory = self
         return protocol
