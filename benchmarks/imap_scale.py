@@ -9,7 +9,7 @@ UIDs of every message), a second SELECT, ``UID FETCH 1:* (UID FLAGS RFC822.SIZE)
 ``FETCH 1:200 (ENVELOPE BODYSTRUCTURE)``, ``UID SEARCH UNSEEN``, ``UID SEARCH SUBJECT x``, and
 ``UID SORT (REVERSE DATE) UTF-8 ALL`` twice (the first reads every header, the second finds the
 keys cached), plus ``UID SORT (SUBJECT) UTF-8 ALL``.  Prints each time, the target where the
-IMAP issue sets one, the server's peak RSS (VmHWM) and the load average.
+design sets one (a 100,000-message folder must open fast), the server's peak RSS (VmHWM) and the load average.
 ``--keep DIR`` fills DIR once and reuses it on later runs (the fill is not timed).
 """
 

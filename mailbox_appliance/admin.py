@@ -224,24 +224,24 @@ def queue_bounce(arguments, settings):
 
 
 def dkim_keygen(arguments, settings):
-    from mailbox_appliance.queue import dkim_signing
+    from mailbox_appliance.queue import dkim_keys
 
     domain = arguments.domain.strip().lower().rstrip(".")
     if not _accounts(settings).is_local_domain(domain):
         raise AdminError(f"{domain} is not a domain of this server; add it first: domain add {domain}")
     try:
-        record = dkim_signing.generate_key(settings.server.data_dir, domain, arguments.selector)
+        record = dkim_keys.generate_key(settings.server.data_dir, domain, arguments.selector)
     except FileExistsError as error:
         raise AdminError(str(error)) from None
     return _dns_records(settings, domain, arguments.selector, record)
 
 
 def dkim_show(arguments, settings):
-    from mailbox_appliance.queue import dkim_signing
+    from mailbox_appliance.queue import dkim_keys
 
     domain = arguments.domain.strip().lower().rstrip(".")
     try:
-        record = dkim_signing.public_record(settings.server.data_dir, domain, arguments.selector)
+        record = dkim_keys.public_record(settings.server.data_dir, domain, arguments.selector)
     except FileNotFoundError:
         raise AdminError(f"no DKIM key for {domain} (selector {arguments.selector}); make one with: dkim keygen {domain}") from None
     return _dns_records(settings, domain, arguments.selector, record)
@@ -253,9 +253,9 @@ def _dns_records(settings, domain, selector, record):
     return "\n".join([
         f"Publish these DNS records for {domain}:",
         f"{selector}._domainkey.{domain}. IN TXT ( {chunks} )",
-        f"; suggested SPF (RFC 7208): only this domain's MX hosts send its mail",
+        "; suggested SPF (RFC 7208): only this domain's MX hosts send its mail",
         f'{domain}. IN TXT "v=spf1 mx -all"',
-        f"; suggested DMARC (RFC 7489): start with p=none to watch, then quarantine or reject",
+        "; suggested DMARC (RFC 7489): start with p=none to watch, then quarantine or reject",
         f'_dmarc.{domain}. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@{domain}"',
     ])
 

@@ -13,6 +13,7 @@ CommandError with the text of a refusal; the admin side is ``ask()``, plain bloc
 nothing answers, ``ask()`` raises NotRunning, so the admin says so instead of pretending.
 """
 
+import inspect
 import json
 import os
 import socket
@@ -56,7 +57,8 @@ class _ChannelProtocol(LineOnlyReceiver):
             request = json.loads(line)
             command = self.factory.commands[request["command"]]
             arguments = request.get("arguments") or {}
-        except (ValueError, KeyError, TypeError):
+            inspect.signature(command).bind(**arguments)
+        except (ValueError, KeyError, TypeError, AttributeError):
             self._answer(False, "unknown or malformed request")
             return
         result = defer.maybeDeferred(command, **arguments)
@@ -103,7 +105,7 @@ class AdminChannel(service.Service):
 
     def _listening(self, port):
         self.port = port
-        self.log.info("admin channel listening on {path}", path=self.path)
+        self.log.info("admin channel: admin commands are taken at {path}", path=self.path)
 
     def _not_listening(self, failure):
         self.log.error("admin channel off: cannot listen on {path}: {reason}", path=self.path,

@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from mailbox_appliance.atomic import unlink_quietly
 from mailbox_appliance.interfaces import ICommitJob, IDelivery
-from mailbox_appliance.maildir import delivery as maildir_delivery
+from mailbox_appliance.maildir import new_mail
 from mailbox_appliance.maildir.layout import ensure_user_maildir
 from mailbox_appliance.message import return_path
 
@@ -33,10 +33,10 @@ class MaildirJob:
         self.published = False
 
     def write(self):
-        self.tmp = maildir_delivery.write_tmp(self.maildir, self.data, self.hostname, self.crlf_only)
+        self.tmp = new_mail.write_tmp(self.maildir, self.data, self.hostname, self.crlf_only)
 
     def publish(self):
-        maildir_delivery.publish(self.tmp)
+        new_mail.publish(self.tmp)
         self.published = True
 
     def directories(self):
@@ -49,7 +49,7 @@ class MaildirJob:
         if self.published:
             unlink_quietly(self.tmp.new_path)
         elif self.tmp is not None:
-            maildir_delivery.discard(self.tmp)
+            new_mail.discard(self.tmp)
 
 
 @implementer(IDelivery)

@@ -35,7 +35,7 @@ from mailbox_appliance.maildir.keywords import Keywords
 from mailbox_appliance.maildir.layout import UnsafeFolderName, create_user_maildir, folder_path, user_maildir
 from mailbox_appliance.maildir.uidlist import UidList, UidListError
 
-__all__ = ["TakeoverError", "Outcome", "take_over", "labelled_hash"]
+__all__ = ["TakeoverError", "TakeoverReport", "take_over", "labelled_hash"]
 
 MAILDIR_PARTS = ("cur", "new", "tmp")
 UIDLIST_LOCK = "dovecot-uidlist.lock"
@@ -75,7 +75,7 @@ class UserPlan:
 
 
 @dataclass
-class Outcome:
+class TakeoverReport:
     """The report for the admin, and whether every user could be taken over."""
 
     report: str
@@ -293,7 +293,7 @@ def _strays(mail_root, users):
 
 
 def take_over(settings, mail_root, passwd_file, dry_run=False):
-    """Survey (and unless *dry_run*, import) the Dovecot store; an Outcome with the report."""
+    """Survey (and unless *dry_run*, import) the Dovecot store; an TakeoverReport with the report."""
     mail_root = os.path.abspath(mail_root)
     check_layout(mail_root)
     accounts = Accounts.from_settings(settings)
@@ -314,4 +314,4 @@ def take_over(settings, mail_root, passwd_file, dry_run=False):
         lines.extend(_describe(plan, dry_run))
     lines.extend(f"{path}: no user in the passwd-file: left where it is"
                  for path in _strays(mail_root, {split_address(plan.address) for plan in plans}))
-    return Outcome("\n".join(lines), complete=not any(plan.problems for plan in plans))
+    return TakeoverReport("\n".join(lines), complete=not any(plan.problems for plan in plans))

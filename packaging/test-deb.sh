@@ -362,7 +362,13 @@ setpriv --reuid="$(unit_value User)" --regid="$(unit_value Group)" --init-groups
     || fail "ExecReload: $(unit_value ExecReload)"
 wait_for_log "SIGHUP: users, aliases and domains files re-read"
 check "the service is still running after the reload" kill -0 "$SERVICE_PID"
+expect "the admin (root, as the service user) reaches the service over $DATA/control.sock" \
+    "$(admin queue flush)" "flush: 0 queued messages being tried now"
+expect "$DATA/control.sock" "$(owner_mode "$DATA/control.sock")" "mailbox-appliance:mailbox-appliance 600"
 stop_service
+flush_stopped=$(admin queue flush 2>&1) && fail "queue flush with the service stopped succeeded: $flush_stopped"
+[[ $flush_stopped == *"the appliance is not running"* ]] || fail "queue flush with the service stopped: $flush_stopped"
+ok "queue flush with the service stopped says so"
 
 # -- upgrade ---------------------------------------------------------------------------------
 

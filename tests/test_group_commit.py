@@ -164,7 +164,7 @@ def _record_durability_calls(monkeypatch, events):
         events.append(("sync_dir", os.path.realpath(path)))
         return result
 
-    # atomic.py and maildir/delivery.py call os.fsync / os.rename through the os module;
+    # atomic.py and maildir/new_mail.py call os.fsync / os.rename through the os module;
     # group_commit.py imported sync_dir by name.
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)

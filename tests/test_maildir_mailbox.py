@@ -5,7 +5,7 @@ import os
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from mailbox_appliance.maildir import delivery, layout
+from mailbox_appliance.maildir import new_mail, layout
 from mailbox_appliance.interfaces import IFolderListener
 from mailbox_appliance.maildir.mailbox import POLL_INTERVAL_SECONDS, Folder
 from mailbox_appliance.maildir.uidlist import UidList
@@ -30,7 +30,7 @@ def maildir(tmp_path, count=0):
     path = str(tmp_path / "alice")
     layout.create_user_maildir(path)
     for number in range(count):
-        delivery.deliver(path, b"Subject: %d\n\nbody\n" % number)
+        new_mail.store(path, b"Subject: %d\n\nbody\n" % number)
     return path
 
 
@@ -51,7 +51,7 @@ def test_new_mail_and_outside_changes_reach_listeners_on_the_next_poll(tmp_path)
     first, second = Recorder(), Recorder()
     folder.add_listener(first)
     folder.add_listener(second)
-    delivery.deliver(path, b"Subject: late\n\nbody\n")
+    new_mail.store(path, b"Subject: late\n\nbody\n")
     clock.advance(POLL_INTERVAL_SECONDS)
     assert first.events == [("added", [2], [2])] and second.events == [("added", [2], [])]
     cur = os.path.join(path, "cur")

@@ -1,7 +1,10 @@
 """The admin's view of the queue, and DKIM signing, against a running appliance and real peers."""
 
+import json
 import os
 import re
+import socket
+import stat
 
 import dkim
 import pytest
@@ -28,13 +31,15 @@ def test_list_retry_flush_bounce_and_delete(office):
     queue_id = re.match(r"(\w+)  from <alice@example.test>  attempts 1  next ", listing).group(1)
     assert "    <x@servfail.test> pending: 451 4.4.3 DNS lookup of MX for servfail.test failed: SERVFAIL" in listing
 
-    _run(office, "queue", "retry", queue_id)
+    assert _run(office, "queue", "retry", queue_id).strip() == f"retry {queue_id}: being tried now"
     office.appliance.wait_for_log(r"attempt 2: .*pending", timeout=30)
-    _run(office, "queue", "flush")
+    assert _run(office, "queue", "flush").strip() == "flush: 1 queued message being tried now"
     office.appliance.wait_for_log(r"attempt 3: .*pending", timeout=30)
 
-    _run(office, "queue", "bounce", queue_id)
-    office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored", timeout=30)
+    # The answer comes once the bounce is stored and the entry gone.
+    assert _run(office, "queue", "bounce", queue_id).strip() == \
+        f"bounced {queue_id} to <alice@example.test> (<x@servfail.test>)"
+    assert office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored")
     [bounce] = reports(office)
     assert "Returned by the postmaster" in bounce.as_string()
     assert _run(office, "queue", "list").strip() == "the queue is empty"
@@ -42,16 +47,18 @@ def test_list_retry_flush_bounce_and_delete(office):
     submit(office, ["y@servfail.test"])
     office.appliance.wait_for_log(r"attempt 1: .*pending", timeout=30, count=2)
     [entry] = office.queued()
-    _run(office, "queue", "delete", entry.id)
-    office.appliance.wait_for_log(rf"queue control: delete {entry.id} done")
+    assert _run(office, "queue", "delete", entry.id).strip() == \
+        f"deleted {entry.id} (from <alice@example.test> to <y@servfail.test>)"
     assert office.queued() == []
     assert len(reports(office)) == 1
+    assert _run(office, "queue", "flush").strip() == "flush: 0 queued messages being tried now"
 
 
 def test_a_delete_during_an_attempt_waits_for_it_and_leaves_nothing_behind(office, world):
     submit(office, ["friend@slow.test"])                # 2 s per reply: the attempt takes a while
     [entry] = office.queued()
-    _run(office, "queue", "delete", entry.id)
+    assert _run(office, "queue", "delete", entry.id).strip() == \
+        f"{entry.id} is being delivered right now; the delete follows when that attempt ends"
     office.appliance.wait_for_log(rf"queue control: delete {entry.id} after the attempt in flight", timeout=30)
     office.appliance.wait_for_log(rf"queue control: delete {entry.id} done", timeout=60)
     assert office.queued() == []
@@ -61,8 +68,38 @@ def test_a_delete_during_an_attempt_waits_for_it_and_leaves_nothing_behind(offic
 
 
 def test_unknown_queue_id(office):
-    result = admin(office.config_path, "queue", "retry", "0000000000000000zz")
-    assert result.returncode == 1 and "no queued message 0000000000000000zz" in result.stderr
+    for command in ("retry", "delete", "bounce"):
+        result = admin(office.config_path, "queue", command, "0000000000000000zz")
+        assert result.returncode == 1 and "no queued message 0000000000000000zz" in result.stderr
+
+
+def test_the_admin_channel_is_the_service_users_alone(office):
+    path = os.path.join(office.data_dir, "control.sock")
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_malformed_request_gets_an_answer_not_a_crash(office):
+    with socket.socket(socket.AF_UNIX) as channel:
+        channel.settimeout(30)
+        channel.connect(os.path.join(office.data_dir, "control.sock"))
+        channel.sendall(b'not json\n["a list"]\n{"command": "no such thing"}\n'
+                        b'{"command": "queue retry", "arguments": {"bad": 1}}\n{"command": "queue flush"}\n')
+        answers = b""
+        while answers.count(b"\n") < 5:
+            answers += channel.recv(4096)
+    assert [json.loads(line) for line in answers.splitlines()] == [
+        {"ok": False, "text": "unknown or malformed request"}] * 4 + [
+        {"ok": True, "text": "flush: 0 queued messages being tried now"}]
+
+
+def test_commands_for_the_running_appliance_say_when_it_is_not_running(office):
+    office.appliance.stop()
+    for arguments in (("flush",), ("retry", "0000000000000000zz"), ("delete", "0000000000000000zz")):
+        result = admin(office.config_path, "queue", *arguments)
+        assert result.returncode == 1, result.stdout
+        assert "the appliance is not running" in result.stderr and "nothing was done" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_dkim_signature_verifies(office, world):

@@ -14,7 +14,7 @@ from mailbox_appliance.message import dot_stuff
 
 def test_schedule_backs_off_then_repeats_its_last_delay():
     schedule = Schedule((300, 600, 1200), max_lifetime=5 * 86400, warn_after=4 * 3600)
-    assert [schedule.next_attempt(0, attempts, 1000) - 1000 for attempts in (0, 1, 2, 3, 4, 9)] == \
+    assert [schedule.next_attempt(attempts, 1000) - 1000 for attempts in (0, 1, 2, 3, 4, 9)] == \
         [0, 300, 600, 1200, 1200, 1200]
     assert not schedule.expired(0, 5 * 86400 - 1) and schedule.expired(0, 5 * 86400)
     assert schedule.should_warn(0, False, 4 * 3600) and not schedule.should_warn(0, True, 9 * 3600)

@@ -1,7 +1,7 @@
 """Encoding IMAP response data: nested lists, strings, flags, dates.
 
 Replaces twisted.mail.imap4.collapseNestedLists for our responses because that encodes every str
-as ASCII and so fails on any non-ASCII header (the IMAP issue's defect list).  Here a string that
+as ASCII and so fails on any non-ASCII header (a Subject in UTF-8, say).  Here a string that
 a quoted string cannot carry (8-bit octets, CR, LF, NUL; RFC 3501 §4.3 "quoted") goes out as a
 literal, byte for byte.
 """

@@ -2,7 +2,7 @@
 
 Built on twisted.mail.imap4.IMAP4Server, which serves for line and literal reading, argument
 parsing (astring, flag lists, FETCH attributes) and the state-prefixed command tables.  Replaced
-here, because Twisted's versions are wrong for our users (the IMAP issue's defect list):
+here, because Twisted's versions are wrong for our users:
 
 * command sequencing: one command at a time, later pipelined ones wait in the line buffer
   (twisted#9282), and untagged updates go out only where RFC 3501 §7.4.1 allows;

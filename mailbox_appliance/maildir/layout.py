@@ -5,7 +5,7 @@ own Maildir, so all path building goes through the checks here.
 
 Layout decided here:
 
-* ``DATA/mail/DOMAIN/LOCALPART`` is the user's Maildir (DESIGN.md, Storage).
+* ``DATA/mail/DOMAIN/LOCALPART`` is the user's Maildir (docs/architecture.md, On disk).
 * Folders are Maildir++ (Courier's layout, Dovecot's default): a folder
   ``Work.Projects`` is the directory ``.Work.Projects`` in the Maildir root,
   a Maildir itself (cur/ new/ tmp/) holding an empty ``maildirfolder`` file;

@@ -1,8 +1,8 @@
 """One Maildir folder's state, kept in memory once per process and shared by every session.
 
 Why: IMAP needs UIDs, flags and sizes of every message at SELECT and FETCH FLAGS time; on a
-100,000 message folder that must come from file names, never from message bodies (DESIGN.md,
-Storage).  Every session of the same folder shares one Folder, so a change made by one (or found
+100,000 message folder that must come from file names, never from message bodies
+(docs/architecture.md, On disk).  Every session of the same folder shares one Folder, so a change made by one (or found
 on disk, e.g. a new delivery in new/) reaches all of them through IFolderListener.
 
 What this module decides:
@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from mailbox_appliance.atomic import sync_dir, unlink_quietly
 from mailbox_appliance.interfaces import IFolderListener
 from mailbox_appliance.message import crlf_size
-from . import delivery, names
+from . import names, new_mail
 from .flags import to_letters
 from .keywords import Keywords
 from .uidlist import UidList
@@ -324,7 +324,7 @@ class Folder:
         Written to tmp/ and fsynced, then renamed straight into cur/ with its flags (the folder
         knows of it already, so it is not \\Recent to others: RFC 3501 §6.3.11 leaves that open).
         """
-        tmp = delivery.write_tmp(self.path, data)
+        tmp = new_mail.write_tmp(self.path, data)
         return self._publish(tmp.tmp_path, tmp.name, letters, internal_date, origin)
 
     def copy_in(self, source, messages, origin=None):

@@ -1,55 +1,19 @@
 """DKIM (RFC 6376) signatures on mail from our domains as it leaves the queue, with dkimpy.
 
-Keys live in ``DATA/dkim/DOMAIN/SELECTOR.key`` (PEM, RSA 2048, mode 0600), made by
-``mailbox-appliance-admin dkim keygen DOMAIN``.  A message is signed with the key of the domain in
-its From: field (so the signature aligns for DMARC, RFC 7489 §3.1.1), else of its envelope
-sender's domain; a domain with no key is sent unsigned.  Signing is rsa-sha256 with relaxed/relaxed
+Keys live in ``DATA/dkim/DOMAIN/SELECTOR.key`` (queue/dkim_keys.py).  A message is signed with
+the key of the domain in its From: field (so the signature aligns for DMARC, RFC 7489 §3.1.1),
+else of its envelope sender's domain; a domain with no key is sent unsigned.  Signing is rsa-sha256 with relaxed/relaxed
 canonicalisation, the choices RFC 8301 and common practice recommend.
 """
 
-import base64
 import email.utils
 import os
 import re
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailbox_appliance.atomic import atomic_replace
 from mailbox_appliance.message import header_block
-
-KEY_BITS = 2048
-DEFAULT_SELECTOR = "mail"
-
-
-def key_directory(data_dir):
-    return os.path.join(data_dir, "dkim")
-
-
-def generate_key(data_dir, domain, selector=DEFAULT_SELECTOR):
-    """Create the domain's key (refusing to overwrite one); returns the DNS TXT record value."""
-    directory = os.path.join(key_directory(data_dir), domain)
-    path = os.path.join(directory, f"{selector}.key")
-    if os.path.exists(path):
-        raise FileExistsError(f"{path} exists already; delete it first to make a new key")
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-    atomic_replace(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()), mode=0o600)
-    return txt_record(key.public_key())
-
-
-def txt_record(public_key):
-    """'v=DKIM1; k=rsa; p=...' for the public key (RFC 6376 §3.6.1)."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
-
-
-def public_record(data_dir, domain, selector=DEFAULT_SELECTOR):
-    with open(os.path.join(key_directory(data_dir), domain, f"{selector}.key"), "rb") as handle:
-        key = serialization.load_pem_private_key(handle.read(), password=None)
-    return txt_record(key.public_key())
+from mailbox_appliance.queue.dkim_keys import key_directory
 
 
 class Signer:
@@ -79,6 +43,16 @@ class Signer:
                         break
             self._keys, self._signature = keys, signature
         return self._keys
+
+    def signs(self, envelope, message):
+        """True when *message* of queue entry *envelope* is ours to sign and a key applies: sent
+        by an authenticated user, or a report of this queue (IDelivery.deliver_report marks those
+        with session "queue").  Mail from outside passing through an alias is never signed with
+        our key: a forged From: would then pass DMARC."""
+        origin = envelope.received_from or {}
+        if not (origin.get("user") or origin.get("session") == "queue"):
+            return False
+        return self.key_for(message, envelope.sender) is not None
 
     def key_for(self, message, envelope_sender):
         """(domain, selector, PEM) of the key that signs *message*, or None."""

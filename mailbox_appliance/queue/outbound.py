@@ -70,7 +70,7 @@ class Outbound:
         return self.relay.host if self.relay is not None else address.rpartition("@")[2].lower()
 
     @defer.inlineCallbacks
-    def deliver(self, queue_id, domain, sender, recipients, message):
+    def attempt(self, queue_id, domain, sender, recipients, message):
         """Try once to deliver *message* to *recipients* (all at *domain*); {address: Outcome}."""
         try:
             hosts = yield self._hosts(domain)

@@ -151,14 +151,9 @@ class QueueRunner(Service):
             raise
 
     async def _signed(self, envelope, message):
-        """The message DKIM-signed when it is ours to sign: sent by an authenticated user, or a
-        report of this queue.  Mail from outside passing through an alias is never signed with
-        our key (a forged From: would then pass DMARC).  A message dkimpy cannot sign (a
-        malformed header) goes unsigned rather than not at all."""
-        origin = envelope.received_from or {}
-        if self.signer is None or not (origin.get("user") or origin.get("session") == "queue"):
-            return message
-        if self.signer.key_for(message, envelope.sender) is None:
+        """The message DKIM-signed when the signer says it is ours to sign (Signer.signs).  A
+        message dkimpy cannot sign (a malformed header) goes unsigned rather than not at all."""
+        if self.signer is None or not self.signer.signs(envelope, message):
             return message
         try:
             # RSA signing and canonicalisation take milliseconds: not in the reactor thread.
@@ -171,7 +166,7 @@ class QueueRunner(Service):
         per_domain = self._per_domain.setdefault(domain, defer.DeferredSemaphore(MAX_ACTIVE_PER_DOMAIN))
         await per_domain.acquire()
         try:
-            return await self.outbound.deliver(queue_id, domain, sender, addresses, message)
+            return await self.outbound.attempt(queue_id, domain, sender, addresses, message)
         finally:
             per_domain.release()
             if per_domain.tokens == per_domain.limit and not per_domain.waiting:
@@ -196,7 +191,7 @@ class QueueRunner(Service):
             if self.schedule.should_warn(envelope.arrival, envelope.warned, now):
                 await self._report(envelope, message, pending, "delayed")
                 envelope.warned = True
-            envelope.next_attempt = self.schedule.next_attempt(envelope.arrival, envelope.attempts, now)
+            envelope.next_attempt = self.schedule.next_attempt(envelope.attempts, now)
             # Scheduled before the rewrite: should the disk refuse it, the message is still retried.
             self._schedule(envelope.id, envelope.next_attempt)
             try:

@@ -19,7 +19,7 @@ class Schedule:
     def from_settings(cls, outbound):
         return cls(tuple(outbound.retry_schedule), outbound.max_lifetime, outbound.warn_after)
 
-    def next_attempt(self, arrival, attempts, now):
+    def next_attempt(self, attempts, now):
         """When to try again after *attempts* tries (the latest at *now*)."""
         delay = self.retry_delays[min(attempts, len(self.retry_delays)) - 1] if attempts else 0
         return now + delay

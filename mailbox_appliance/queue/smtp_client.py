@@ -22,7 +22,7 @@ MAX_REPLY_OCTETS = 65536
 
 
 @dataclass(frozen=True)
-class Reply:
+class RemoteReply:
     code: int
     lines: tuple
 
@@ -82,7 +82,7 @@ class ReplyReader(Protocol):
         if sum(map(len, self._lines)) > MAX_REPLY_OCTETS:
             return self._fail(SessionFailure("over-long reply from the server"))
         if match.group(2) != b"-":
-            reply, self._lines = Reply(int(match.group(1)), tuple(self._lines)), []
+            reply, self._lines = RemoteReply(int(match.group(1)), tuple(self._lines)), []
             self._replies.append(reply)
             self._deliver()
 
@@ -176,7 +176,7 @@ def open_session(reader, hostname, tls_context=None, require_tls=False, credenti
 
 @defer.inlineCallbacks
 def transact(session, sender, recipients, message, then_quit):
-    """One mail transaction: per-recipient {address: Reply}.
+    """One mail transaction: per-recipient {address: RemoteReply}.
 
     Returns (replies, reusable): *reusable* is True when the session is left ready for another
     transaction (the message went through DATA and *then_quit* was false).  Raises

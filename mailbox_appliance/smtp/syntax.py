@@ -96,6 +96,3 @@ def _parameters(text):
         parameters[match.group(1).upper()] = match.group(2)
     return parameters
 
-
-def is_ascii(address):
-    return address.isascii()

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from mailbox_appliance.maildir import delivery, layout, names
+from mailbox_appliance.atomic import sync_dir
+from mailbox_appliance.maildir import layout, names, new_mail
 from mailbox_appliance.message import crlf_size
 
 
@@ -22,7 +23,7 @@ def _ls(maildir, sub):
 def test_deliver_bytes_exactly(maildir):
     message = (b"From: a@example.com\nSubject: caf\xc3\xa9 \xff\xfe\n\n"
                + bytes(range(1, 256)) * 40 + b"\r\nlast line\n")
-    name = delivery.deliver(maildir, message, hostname="mx")
+    name = new_mail.store(maildir, message, hostname="mx")
     assert _ls(maildir, "tmp") == []
     assert _ls(maildir, "new") == [name]
     with open(os.path.join(maildir, "new", name), "rb") as f:
@@ -37,32 +38,32 @@ def test_deliver_bytes_exactly(maildir):
 
 def test_deliver_crlf_message_has_w_equal_s(maildir):
     message = b"Subject: x\r\n\r\nhello\r\n"
-    name = delivery.deliver(maildir, message)
+    name = new_mail.store(maildir, message)
     parsed = names.parse(name)
     assert parsed.size == parsed.crlf_size == len(message)
 
 
 def test_deliver_large_message(maildir):
     message = (b"x" * 76 + b"\n") * 300_000             # ~23 MB
-    name = delivery.deliver(maildir, message)
+    name = new_mail.store(maildir, message)
     path = os.path.join(maildir, "new", name)
     assert os.path.getsize(path) == len(message)
     assert names.parse(name).crlf_size == len(message) + 300_000
 
 
 def test_many_deliveries_unique(maildir):
-    got = {delivery.deliver(maildir, b"m %d\n" % i) for i in range(200)}
+    got = {new_mail.store(maildir, b"m %d\n" % i) for i in range(200)}
     assert len(got) == 200
     assert len(_ls(maildir, "new")) == 200
     assert _ls(maildir, "tmp") == []
 
 
 def test_group_commit_steps(maildir):
-    tmps = [delivery.write_tmp(maildir, b"msg %d\n" % i) for i in range(5)]
+    tmps = [new_mail.write_tmp(maildir, b"msg %d\n" % i) for i in range(5)]
     assert len(_ls(maildir, "tmp")) == 5
     assert _ls(maildir, "new") == []
-    published = [delivery.publish(t) for t in tmps]
-    delivery.sync_dir(os.path.join(maildir, "new"))
+    published = [new_mail.publish(t) for t in tmps]
+    sync_dir(os.path.join(maildir, "new"))
     assert _ls(maildir, "tmp") == []
     assert _ls(maildir, "new") == sorted(published)
 
@@ -70,7 +71,7 @@ def test_group_commit_steps(maildir):
 def test_missing_maildir_raises_and_leaves_nothing(tmp_path):
     missing = tmp_path / "nobody"
     with pytest.raises(FileNotFoundError):
-        delivery.deliver(str(missing), b"hello\n")
+        new_mail.store(str(missing), b"hello\n")
     assert not missing.exists()
 
 
@@ -78,7 +79,7 @@ def test_publish_failure_cleans_tmp(maildir):
     # new/ vanished (e.g. the folder is being deleted): rename fails.
     os.rmdir(os.path.join(maildir, "new"))
     with pytest.raises(OSError):
-        delivery.deliver(maildir, b"hello\n")
+        new_mail.store(maildir, b"hello\n")
     assert _ls(maildir, "tmp") == []
     assert not os.path.exists(os.path.join(maildir, "new"))
 
@@ -89,7 +90,7 @@ def test_readonly_tmp_raises_and_leaves_nothing(maildir):
     os.chmod(tmpdir, 0o500)
     try:
         with pytest.raises(PermissionError):
-            delivery.deliver(maildir, b"hello\n")
+            new_mail.store(maildir, b"hello\n")
     finally:
         os.chmod(tmpdir, 0o700)
     assert _ls(maildir, "new") == []
@@ -107,6 +108,6 @@ def test_write_failure_removes_partial_tmp(maildir):
             return 0
 
     with pytest.raises(TypeError):
-        delivery.write_tmp(maildir, NotBytes())
+        new_mail.write_tmp(maildir, NotBytes())
     assert _ls(maildir, "tmp") == []
     assert _ls(maildir, "new") == []

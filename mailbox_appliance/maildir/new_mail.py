@@ -1,4 +1,4 @@
-"""Atomic, durable delivery of one message into a Maildir's new/.
+"""Atomic, durable writing of one new message into a Maildir's new/.
 
 Why: SMTP may answer 250 only once the message survives a crash.  The Maildir
 spec (https://cr.yp.to/proto/maildir.html) delivers by writing tmp/<unique>
@@ -18,7 +18,7 @@ from mailbox_appliance.message import crlf_size
 
 from .names import new_base_name
 
-__all__ = ["TmpFile", "write_tmp", "publish", "sync_dir", "deliver", "discard"]
+__all__ = ["TmpFile", "write_tmp", "publish", "discard", "store"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,9 @@ def discard(tmp):
     unlink_quietly(tmp.tmp_path)
 
 
-def deliver(maildir_path, message, hostname=None):
-    """Deliver *message* (bytes) durably into *maildir_path*/new/; return its name.
+def store(maildir_path, message, hostname=None):
+    """Store *message* (bytes) durably in *maildir_path*/new/, one message on its own (no group
+    commit); return its name.
 
     write tmp -> fsync file -> rename into new/ -> fsync new/.  If the final
     directory fsync fails the message is taken back out of new/ before the
