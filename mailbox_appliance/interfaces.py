@@ -202,8 +202,11 @@ class IMailAccount(Interface):
 
     address = Attribute("The user's address (str).")
 
-    def list(reference, pattern, subscribed_only=False):
+    def list(reference, pattern):
         """[(name, attributes)] matching the LIST pattern, INBOX first."""
+
+    def lsub(reference, pattern):
+        """[(name, attributes)] of the subscriptions matching the LSUB pattern, INBOX first."""
 
     def create(name):
         """Create the folder *name*; raises FolderError."""

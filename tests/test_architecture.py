@@ -18,6 +18,7 @@ EVERY_PART = {path.stem if path.is_file() else path.name
 # part -> the parts it may import (besides itself)
 ALLOWED = {
     "message": set(),
+    "address_list": set(),
     "interfaces": set(),
     "atomic": set(),
     "admin_channel": set(),
@@ -33,7 +34,7 @@ ALLOWED = {
     "queue": {"admin_channel", "atomic", "interfaces", "message", "tls"},
     "realm": {"interfaces", "maildir"},
     "smtp": {"accounts", "interfaces", "message", "session_security", "tls"},
-    "imap": {"accounts", "atomic", "interfaces", "maildir", "message", "session_security"},
+    "imap": {"accounts", "address_list", "atomic", "interfaces", "maildir", "message", "session_security"},
     "pop3": {"accounts", "interfaces", "maildir", "message", "session_security"},
     "dovecot_import": {"accounts", "atomic", "maildir"},
     "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "queue", "tls"},

@@ -65,6 +65,23 @@ def check_name(name):
     return name
 
 
+def _parents(name):
+    """"A" and "A.B" for "A.B.C"."""
+    levels = name.split(SEPARATOR)
+    return [SEPARATOR.join(levels[:i]) for i in range(1, len(levels))]
+
+
+def _listing_order(name):
+    return (name != INBOX, name)
+
+
+def _matcher(reference, pattern):
+    """Whether a name matches LIST's reference and pattern; INBOX in any case (RFC 3501 §5.1)."""
+    matcher = pattern_regex(reference + pattern)
+    inbox_matcher = re.compile(matcher.pattern, re.DOTALL | re.IGNORECASE)
+    return lambda name: bool(matcher.match(name) or (name == INBOX and inbox_matcher.match(name)))
+
+
 def pattern_regex(pattern):
     """RFC 3501 §6.3.8 wildcards: * matches anything, % anything but the separator."""
     parts = (".*" if c == "*" else "[^.]*" if c == "%" else re.escape(c) for c in pattern)
@@ -106,22 +123,17 @@ class MaildirAccount:
                     found.append(name)
         return found
 
-    def list(self, reference, pattern, subscribed_only=False):
+    def list(self, reference, pattern):
         if not pattern:
             return []
         real = set(self.folders())
         known = set(real)
         for name in real:                 # parents of A.B.C that are no folder themselves
-            levels = name.split(SEPARATOR)
-            known.update(SEPARATOR.join(levels[:i]) for i in range(1, len(levels)))
-        if subscribed_only:
-            subscribed = self.subscriptions()
-            known = {name for name in known if name in subscribed}
-        matcher = pattern_regex(reference + pattern)
-        inbox_matcher = re.compile(matcher.pattern, re.DOTALL | re.IGNORECASE)   # RFC 3501 §5.1
+            known.update(_parents(name))
+        matches = _matcher(reference, pattern)
         result = []
-        for name in sorted(known, key=lambda n: (n != INBOX, n)):
-            if not matcher.match(name) and not (name == INBOX and inbox_matcher.match(name)):
+        for name in sorted(known, key=_listing_order):
+            if not matches(name):
                 continue
             attributes = []
             if name not in real:
@@ -136,6 +148,23 @@ class MaildirAccount:
                     attributes.append(SPECIAL_FOLDERS[name])
             result.append((name, attributes))
         return result
+
+    def lsub(self, reference, pattern):
+        """RFC 3501 §6.3.9: the subscribed names matching (\\Noselect for one that is no folder
+        now), and, where a "%" stops at the parent of a subscribed name that is not subscribed
+        itself, that parent as \\Noselect."""
+        if not pattern:
+            return []
+        subscribed = set(self.subscriptions())
+        real = set(self.folders())
+        matches = _matcher(reference, pattern)
+        found = {name: [] if name in real else ["\\Noselect"] for name in subscribed if matches(name)}
+        if "%" in pattern:
+            for name in subscribed:
+                for parent in _parents(name):
+                    if parent not in subscribed and matches(parent):
+                        found.setdefault(parent, ["\\Noselect"])
+        return [(name, found[name]) for name in sorted(found, key=_listing_order)]
 
     def create(self, name):
         # RFC 3501 §6.3.3: a trailing separator only says the client means to add children.

@@ -10,8 +10,7 @@ from datetime import datetime
 
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
-from mailbox_appliance.maildir.flags import SYSTEM_FLAGS, TooManyKeywords
-from mailbox_appliance.maildir.keywords import MAX_KEYWORDS
+from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.names import FLAG_SEEN
 
 from .account import FolderError, canonical
@@ -69,9 +68,8 @@ class FolderCommands:
             return
         folder.refresh()
         selection = Selection(folder, readonly, self.push_updates)
-        keywords = [keyword for _letter, keyword in folder.keywords.items()]
-        flags = list(SYSTEM_FLAGS) + keywords
-        self.sendUntaggedResponse(b"FLAGS " + flag_list(flags))
+        flags, permanent_flags = selection.flag_lines()
+        self.sendLine(flags)
         self.sendUntaggedResponse(b"%d EXISTS" % len(selection.uids))
         self.sendUntaggedResponse(b"%d RECENT" % len(selection.recent))
         first_unseen = next((number for number, uid in enumerate(selection.uids, 1)
@@ -80,9 +78,7 @@ class FolderCommands:
             self.sendPositiveResponse(None, b"[UNSEEN %d] First unseen" % first_unseen)
         self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % folder.uidvalidity)
         self.sendPositiveResponse(None, b"[UIDNEXT %d] Predicted next UID" % folder.next_uid)
-        # New keywords can be made while letters are left (Dovecot's 26 per Maildir folder).
-        permanent = [] if readonly else flags + (["\\*"] if len(keywords) < MAX_KEYWORDS else [])
-        self.sendPositiveResponse(None, b"[PERMANENTFLAGS " + flag_list(permanent) + b"] Limited")
+        self.sendLine(permanent_flags)
         self.selection = selection
         self.state = "select"
         self.sendPositiveResponse(tag, b"[READ-ONLY] EXAMINE completed" if readonly
@@ -118,7 +114,8 @@ class FolderCommands:
         if command == b"LIST" and not pattern:
             # RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
             self.sendUntaggedResponse(b'LIST (\\Noselect) "." ""')
-        for name, attributes in self.account.list(reference, pattern, subscribed_only=command == b"LSUB"):
+        listing = self.account.list if command == b"LIST" else self.account.lsub
+        for name, attributes in listing(reference, pattern):
             self.send_untagged(command + b" " + flag_list(attributes) + b' "." ' + string(name))
         self.sendPositiveResponse(tag, command + b" completed")
 

@@ -1,8 +1,8 @@
 """The ID command's argument (RFC 2971 §3.3) and what the server says it is.
 
 Why a module: ID's parameter list is parsed from the same tokens as SEARCH (quoted strings and
-literals, LITERAL+ ones too), and its limits are the RFC's: fields of at most 30 octets, values
-of at most 1024, at most 30 pairs.
+literals, LITERAL+ ones too), and what is kept of it is bounded by the RFC's limits: fields of at
+most 30 octets, values of at most 1024, at most 30 pairs.
 """
 
 from importlib import metadata
@@ -21,23 +21,28 @@ SERVER_IDENTITY = ["name", "mailbox-appliance", "version", metadata.version("mai
 def identity_fields(tokens):
     """{field: value or None} from the tokens (search.tokenize) of ``NIL`` or ``("f" "v" ...)``.
 
-    Raises ValueError, for a BAD, when the list is malformed or over the RFC's limits.
+    Raises ValueError, for a BAD, when the list is malformed.  Pairs past the RFC's limits (a
+    longer field or value, more than 30 pairs) are left out, not refused: RFC 2971 §3.3 limits
+    what a client sends, and a client that sends more still deserves its answer.
     """
     if len(tokens) == 1 and not isinstance(tokens[0], Literal) and tokens[0].upper() == b"NIL":
         return {}
     if len(tokens) < 2 or tokens[0] != "(" or tokens[-1] != ")":
         raise ValueError("ID wants NIL or a parenthesised list of field and value strings")
     items = tokens[1:-1]
-    if len(items) % 2 or len(items) > 2 * MAX_PAIRS:
-        raise ValueError("ID wants at most %d field and value pairs" % MAX_PAIRS)
+    if len(items) % 2:
+        raise ValueError("ID wants field and value pairs")
     fields = {}
     for field, value in zip(items[::2], items[1::2]):
-        if not isinstance(field, Literal) or len(field) > MAX_FIELD_OCTETS:
-            raise ValueError("ID fields are strings of at most %d octets" % MAX_FIELD_OCTETS)
-        if isinstance(value, Literal) and len(value) <= MAX_VALUE_OCTETS:
-            fields[field.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-        elif value in ("(", ")") or isinstance(value, Literal) or value.upper() != b"NIL":
-            raise ValueError("ID values are NIL or strings of at most %d octets" % MAX_VALUE_OCTETS)
+        if not isinstance(field, Literal):
+            raise ValueError("ID fields are strings")
+        if isinstance(value, Literal):
+            text = value.decode("utf-8", "replace")
+        elif value not in ("(", ")") and value.upper() == b"NIL":
+            text = None
         else:
-            fields[field.decode("utf-8", "replace")] = None
+            raise ValueError("ID values are NIL or strings")
+        if len(field) <= MAX_FIELD_OCTETS and (text is None or len(value) <= MAX_VALUE_OCTETS) \
+                and len(fields) < MAX_PAIRS:
+            fields[field.decode("utf-8", "replace")] = text
     return fields

@@ -100,7 +100,7 @@ class MessageCommands:
             item.type in ("rfc822", "rfc822text") or (item.type == "body" and not item.peek and (
                 item.empty or item.header is not None or item.text is not None or item.mime is not None))
             for item in query)
-        batch = []
+        batch = [line + b"\r\n" for line in self.selection.keyword_lines()]
         for number, message_uid in chosen:
             message = folder.messages.get(message_uid)
             if message is None:
@@ -193,6 +193,8 @@ class MessageCommands:
         direction = {b"+": 1, b"-": -1}.get(mode[:1], 0)
         folder.set_letters([message_uid for _n, message_uid in chosen], letters, direction, origin=self.selection)
         folder.save(rewrite=False)
+        for line in self.selection.keyword_lines():
+            self.sendLine(line)
         if not mode.endswith(b".SILENT"):
             for number, message_uid in chosen:
                 if message_uid in folder.messages:

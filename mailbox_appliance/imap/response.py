@@ -8,7 +8,7 @@ literal, byte for byte.
 
 import time
 
-__all__ = ["encode", "string", "flag_list", "internal_date", "MONTHS"]
+__all__ = ["encode", "string", "flag_list", "internal_date", "Adjacent", "MONTHS"]
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -22,14 +22,21 @@ def string(value):
     return b"{%d}\r\n" % len(value) + value
 
 
+class Adjacent(list):
+    """Elements written one after another with no space and no parentheses of their own: the
+    grammar's ``1*address`` (ENVELOPE) and ``1*body`` (a multipart BODYSTRUCTURE), RFC 3501 §9."""
+
+
 def encode(item):
-    """RFC 3501 §4 encoding of None (NIL), int, bytes/str (string) and lists."""
+    """RFC 3501 §4 encoding of None (NIL), int, bytes/str (string), lists and Adjacent runs."""
     if item is None:
         return b"NIL"
     if isinstance(item, int):
         return b"%d" % item
     if isinstance(item, (bytes, str)):
         return string(item)
+    if isinstance(item, Adjacent):
+        return b"".join(encode(element) for element in item)
     return b"(" + b" ".join(encode(element) for element in item) + b")"
 
 

@@ -11,6 +11,7 @@ import re
 import time
 from datetime import date
 
+from mailbox_appliance import address_list
 from mailbox_appliance.maildir.flags import LETTER_OF
 from mailbox_appliance.maildir.names import FLAG_SEEN
 from mailbox_appliance.message import to_crlf
@@ -25,7 +26,8 @@ __all__ = ["SearchError", "parse_search", "run", "tokenize"]
 _TOKEN = re.compile(rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^\s()"]+))')
 _SIMPLE_FLAGS = {"ANSWERED": "\\Answered", "DELETED": "\\Deleted", "DRAFT": "\\Draft",
                  "FLAGGED": "\\Flagged", "SEEN": "\\Seen"}
-_HEADER_KEYS = {"BCC", "CC", "FROM", "SUBJECT", "TO"}
+# RFC 3501 §6.4.4: FROM, TO, CC and BCC match the addresses (names, mailboxes, group names).
+_ADDRESS_KEYS = {"BCC", "CC", "FROM", "TO"}
 # Date keys: which date (INTERNALDATE or the Date: header), and how it compares with the day given.
 _DATE_KEYS = {
     "BEFORE": ("internal", lambda d, day: d < day),
@@ -94,13 +96,24 @@ class Candidate:
         letter = LETTER_OF.get(flag) or self.folder.keywords.letter_for(flag, create=False)
         return letter is not None and letter in self.message.letters
 
-    def header_text(self, name):
-        """Every value of header *name*, MIME words decoded, joined (for substring matching)."""
+    def header_values(self, name):
+        """Every value of header *name*, as stored (bytes)."""
         if self._header is None:
             self._header = read_header(self.folder.file_path(self.message))
         key = name.lower().encode("ascii", "replace")
-        values = header_values(self._header, frozenset((key,))).get(key, [])
-        return "\n".join(decoded(value) for value in values)
+        return header_values(self._header, frozenset((key,))).get(key, [])
+
+    def header_text(self, name):
+        """Every value of header *name*, MIME words decoded, joined (for substring matching)."""
+        return "\n".join(decoded(value) for value in self.header_values(name))
+
+    def address_text(self, name):
+        """The addresses of header *name* as ``Name <mailbox@host>``, group names as
+        ``group:``, display names MIME-decoded, joined (for substring matching)."""
+        entries = [entry for value in self.header_values(name)
+                   for entry in address_list.parse(value.decode("utf-8", "replace"))]
+        return ", ".join(entry._replace(name=decoded(entry.name) if entry.name else None).text()
+                         for entry in entries)
 
     def text(self):
         if self._text is None:
@@ -188,9 +201,9 @@ class _Parser:
             return lambda c: c.has_flag(flag) == wanted
         if name in _DATE_KEYS:
             return self.date_key(*_DATE_KEYS[name])
-        if name in _HEADER_KEYS:
+        if name in _ADDRESS_KEYS:
             needle = self.text()
-            return lambda c: needle in c.header_text(name).lower()
+            return lambda c: needle in c.address_text(name).lower()
         raise SearchError("Unknown search key %s" % name)
 
     def _sequence(self, token, by_uid):
@@ -244,9 +257,17 @@ class _Parser:
         first, second = self.key(), self.key()
         return lambda c: first(c) or second(c)
 
+    def key_SUBJECT(self):
+        needle = self.text()
+        return lambda c: needle in c.header_text("subject").lower()
+
     def key_HEADER(self):
+        """RFC 3501 §6.4.4: the field's text contains the string; an empty string matches every
+        message that has the field at all."""
         field = bytes(self.take("a header name")).decode("ascii", "replace")
         needle = self.text()
+        if not needle:
+            return lambda c: bool(c.header_values(field))
         return lambda c: needle in c.header_text(field).lower()
 
     def key_BODY(self):

@@ -11,8 +11,9 @@ from bisect import bisect_left
 
 from zope.interface import implementer
 
-from mailbox_appliance.maildir.flags import to_flags
 from mailbox_appliance.interfaces import IFolderListener
+from mailbox_appliance.maildir.flags import SYSTEM_FLAGS, to_flags
+from mailbox_appliance.maildir.keywords import MAX_KEYWORDS
 
 from .response import flag_list
 
@@ -49,10 +50,11 @@ class Selection:
         self.readonly = readonly
         self.on_change = on_change        # called after each change (the server pushes in IDLE)
         self.uids = list(folder.messages)
-        self.recent = set(folder.add_listener(self))
+        self.recent = set(folder.add_listener(self, claim=not readonly))
         self._added = []
         self._expunged = set()
         self._changed = set()
+        self._keywords_told = None
 
     def close(self):
         self.folder.remove_listener(self)
@@ -106,9 +108,26 @@ class Selection:
 
     # -- catching the client up ---------------------------------------------------------------
 
+    def flag_lines(self):
+        """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1) for the folder's keywords now; the
+        session has then been told of them."""
+        keywords = [keyword for _letter, keyword in self.folder.keywords.items()]
+        self._keywords_told = tuple(keywords)
+        flags = list(SYSTEM_FLAGS) + keywords
+        # New keywords can be made while letters are left (Dovecot's 26 per Maildir folder).
+        permanent = [] if self.readonly else flags + (["\\*"] if len(keywords) < MAX_KEYWORDS else [])
+        return [b"* FLAGS " + flag_list(flags), b"* OK [PERMANENTFLAGS " + flag_list(permanent) + b"] Limited"]
+
+    def keyword_lines(self):
+        """flag_lines() when a keyword was made since the session last heard (by any session),
+        else nothing: a FETCH may show a keyword only once FLAGS has listed it (RFC 3501 §7.2.6)."""
+        if self._keywords_told == tuple(keyword for _letter, keyword in self.folder.keywords.items()):
+            return []
+        return self.flag_lines()
+
     def pending(self, allow_expunge):
         """Untagged lines (no CRLF) telling the client what changed since it last heard."""
-        lines = []
+        lines = self.keyword_lines()
         if allow_expunge and self._expunged:
             unseen = self._expunged.intersection(self._added)
             self._added = [uid for uid in self._added if uid not in unseen]

@@ -254,6 +254,18 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
 
     unauth_ID = auth_ID = select_ID = (do_ID, LiteralArguments.arg_text_with_literals)
 
+    def do_LOGOUT(self, tag):
+        """RFC 3501 §6.1.3: BYE, the tagged OK, and nothing else: the folder is let go first, so
+        no EXPUNGE or FETCH about it can follow the BYE (§7.4.1)."""
+        self.deselect()
+        self.sendUntaggedResponse(b"BYE Logging out")
+        self.sendPositiveResponse(tag, b"LOGOUT completed")
+        self.state = "logout"
+        self.transport.loseConnection()
+        self.pauseProducing()         # nothing pipelined behind LOGOUT is run or answered
+
+    unauth_LOGOUT = auth_LOGOUT = select_LOGOUT = (do_LOGOUT,)
+
     def do_NAMESPACE(self, tag):
         # RFC 2342: one personal namespace, no prefix, "." separator (account.py says why).
         self.sendUntaggedResponse(b'NAMESPACE (("" ".")) NIL NIL')

@@ -17,7 +17,9 @@ from collections import OrderedDict
 from typing import NamedTuple, Optional
 
 from .base_subject import base_subject
-from .headers import decoded, header_values, read_header
+from mailbox_appliance import address_list
+
+from .headers import header_values, read_header
 
 __all__ = ["SortError", "parse_criteria", "sort_messages", "HeaderKeys", "header_keys", "SortKeyCache"]
 
@@ -31,7 +33,7 @@ _CRITERIA = _HEADER_CRITERIA | {"ARRIVAL", "SIZE"}
 # i;ascii-casemap (RFC 4790 §9.2), the collation RFC 5256 §3 asks for: a-z compare as A-Z, and
 # nothing else changes (str.upper would also change non-ASCII letters).
 # The usual shapes, "local@domain" and "Name <local@domain>" (no quotes, comments or groups), are
-# read by this pattern; anything else goes through the email package's full address parser.
+# read by this pattern; anything else goes through address_list.parse.
 _SIMPLE_ADDRESS = re.compile(rb'[ \t]*(?:[^"(),:;<>@\\]*<)?([^"(),:;<>@\\\s]+)@')
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -85,8 +87,9 @@ def _first_mailbox(values):
     if simple:
         local = simple.group(1).decode("utf-8", "replace")
     else:
-        addresses = [address for _name, address in email.utils.getaddresses([decoded(value)]) if address]
-        local = addresses[0].rpartition("@")[0] or addresses[0] if addresses else ""
+        # A group's first entry is its name (Dovecot sorts "Cc: team: a@b;" under "team").
+        entries = address_list.parse(value.decode("utf-8", "replace"))
+        local = entries[0].mailbox or "" if entries else ""
     return sys.intern(_collation_key(local))
 
 

@@ -14,6 +14,10 @@ import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from mailbox_appliance import address_list
+
+from .response import Adjacent
+
 __all__ = ["Part", "SectionError"]
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -143,17 +147,11 @@ class Part:
         return _raw(values[0]) if values else None
 
     def _addresses(self, name):
-        values = self._all(name)
-        if not values:
-            return None
-        result = []
-        for display, address in email.utils.getaddresses([_FOLD.sub("", v) for v in values]):
-            if not address and not display:
-                continue
-            mailbox, _, host = address.rpartition("@") if "@" in address else (address, "", "")
-            result.append([_raw(display) or None, None, _raw(mailbox) if mailbox else None,
-                           _raw(host) if host else None])
-        return result or None
+        """An address field as ENVELOPE lists it (RFC 3501 §7.4.2), groups included: a group is
+        (NIL NIL "name" NIL), its members, then (NIL NIL NIL NIL)."""
+        result = [[None if part is None else _raw(part) for part in entry]
+                  for value in self._all(name) for entry in address_list.parse(_FOLD.sub("", value))]
+        return [Adjacent(result)] if result else None
 
     def envelope(self):
         """RFC 3501 §7.4.2 ENVELOPE of this message."""
@@ -184,7 +182,7 @@ class Part:
         main, _, sub = self.content_type.partition("/")
         if self.is_multipart:
             children = self.children or [Part(b"\r\n")]
-            result = [child.structure(extended) for child in children] + [sub.upper().encode()]
+            result = [Adjacent(child.structure(extended) for child in children), sub.upper().encode()]
             if extended:
                 result += [self._params("content-type")] + self._extension()
             return result

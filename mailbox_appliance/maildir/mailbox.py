@@ -91,7 +91,8 @@ class Folder:
         self.messages = {}                # uid -> Message, ascending UID order
         self._by_base = {}                # base -> Message
         self._listeners = []
-        self._unclaimed_recent = set()    # moved from new/ before any session was told
+        self._claiming = []               # the listeners that take \Recent (SELECT, not EXAMINE)
+        self._unclaimed_recent = set()    # arrived while no claiming session watched
         self._cur_mtime = None
         self._uidlist_dirty = False       # the UID list must be rewritten (removals, sizes)
         self._unsaved_uids = []           # new UIDs not yet on disk: appended at once
@@ -111,17 +112,24 @@ class Folder:
 
     # -- watching -----------------------------------------------------------------------------
 
-    def add_listener(self, listener):
+    def add_listener(self, listener, claim=True):
         """Start telling *listener* (IFolderListener) about changes; returns the \\Recent UIDs
-        nobody has claimed yet, which now belong to it."""
+        nobody has claimed yet.  RFC 3501 §2.3.2: a message is \\Recent to one session only,
+        the first to select the folder after it arrived; with *claim* they are now that one's.
+        An EXAMINE session (RFC 3501 §6.3.2) sees them without claiming them."""
         IFolderListener(listener)
         self._listeners.append(listener)
         if not self._poll.running:
             self._poll.start(POLL_INTERVAL_SECONDS, now=False)
+        if not claim:
+            return set(self._unclaimed_recent)
+        self._claiming.append(listener)
         recent, self._unclaimed_recent = self._unclaimed_recent, set()
         return recent
 
     def remove_listener(self, listener):
+        if listener in self._claiming:
+            self._claiming.remove(listener)
         if listener in self._listeners:
             self._listeners.remove(listener)
         if not self._listeners and self._poll.running:
@@ -145,18 +153,28 @@ class Folder:
             added.extend(found)
             self._cur_mtime = os.stat(cur).st_mtime_ns
         uids = self._assign(added)
-        self._unclaimed_recent.update(self._by_base[base].uid for base in taken)
         self.save()
         if expunged:
             self._tell("messages_expunged", expunged)
         if changed:
             self._tell("flags_changed", changed)
-        if uids and self._listeners:
-            # \Recent goes to one session only (RFC 3501 §2.3.2): the longest-watching one.
-            recent, self._unclaimed_recent = self._unclaimed_recent & set(uids), self._unclaimed_recent - set(uids)
-            first, *others = self._listeners
-            first.messages_added(uids, recent=recent)
-            for listener in others:
+        if uids:
+            self._arrived(uids, recent={self._by_base[base].uid for base in taken})
+
+    def _arrived(self, uids, recent):
+        """Tell every session of new messages *uids*.  Those in *recent* (delivered, appended or
+        copied here, not found already seen in cur/) are \\Recent to the longest-watching
+        claiming session, or stay unclaimed for the next SELECT; a read-only session is shown
+        them only while no session has claimed them (RFC 3501 §2.3.2, §6.3.2)."""
+        if self._claiming:
+            claimer = self._claiming[0]
+        else:
+            claimer = None
+            self._unclaimed_recent |= recent
+        for listener in list(self._listeners):
+            if listener is claimer or (claimer is None and listener not in self._claiming):
+                listener.messages_added(uids, recent=set(recent))
+            else:
                 listener.messages_added(uids, recent=set())
 
     def _take_new(self):
@@ -318,16 +336,16 @@ class Folder:
             self._tell("flags_changed", changed, origin)
         return changed
 
-    def append(self, data, letters, internal_date=None, origin=None):
+    def append(self, data, letters, internal_date=None):
         """APPEND: store *data* durably with these flag letters; returns its UID.
 
-        Written to tmp/ and fsynced, then renamed straight into cur/ with its flags (the folder
-        knows of it already, so it is not \\Recent to others: RFC 3501 §6.3.11 leaves that open).
+        Written to tmp/ and fsynced, then renamed straight into cur/ with its flags.  It is
+        \\Recent (RFC 3501 §2.3.2), like delivered and copied mail, to one session.
         """
         tmp = new_mail.write_tmp(self.path, data)
-        return self._publish(tmp.tmp_path, tmp.name, letters, internal_date, origin)
+        return self._publish(tmp.tmp_path, tmp.name, letters, internal_date)
 
-    def copy_in(self, source, messages, origin=None):
+    def copy_in(self, source, messages):
         """COPY into this folder: hard links when possible (same bytes, no copy), else a copy.
 
         Returns the new UIDs in the order of *messages*.
@@ -348,12 +366,12 @@ class Folder:
             keywords = [source.keywords.keyword_for(letter) for letter in message.letters
                         if letter in names.KEYWORD_LETTERS]
             letters |= self.flag_letters([k for k in keywords if k])
-            uids.append(self._publish(tmp_path, base, letters, None, origin, notify=False))
+            uids.append(self._publish(tmp_path, base, letters, None, notify=False))
         if uids:
-            self._tell_added(uids, origin)
+            self._arrived(uids, recent=set(uids))
         return uids
 
-    def _publish(self, tmp_path, base, letters, internal_date, origin, notify=True):
+    def _publish(self, tmp_path, base, letters, internal_date, notify=True):
         if internal_date is not None:
             os.utime(tmp_path, (internal_date, internal_date))
         letters = "".join(sorted(letters))
@@ -369,13 +387,8 @@ class Folder:
         self._cur_mtime = os.stat(cur).st_mtime_ns
         self.save(rewrite=False)
         if notify:
-            self._tell_added([message.uid], origin)
+            self._arrived([message.uid], recent={message.uid})
         return message.uid
-
-    def _tell_added(self, uids, origin):
-        for listener in list(self._listeners):
-            if listener is not origin:
-                listener.messages_added(uids, recent=set())
 
     def expunge(self, uids=None, origin=None):
         """Remove the \\Deleted messages (only those in *uids*, if given: UID EXPUNGE, RFC 4315).
