@@ -172,3 +172,15 @@ def test_an_over_long_command_line_gets_bye_before_the_close(office):
         assert reader.readline() == b""
     finally:
         sock.close()
+
+
+def test_a_folder_made_again_at_once_gets_a_new_uidvalidity(session):
+    """RFC 3501 §2.3.1.1: UIDs of the old folder must not be taken for the new one's."""
+    seen = set()
+    for _ in range(3):                        # well within one second
+        session.ok(b"CREATE Again")
+        session.ok(b"APPEND Again {%d+}\r\n%s" % (len(imapclient.message("x")), imapclient.message("x")))
+        [status] = _untagged(session.ok(b"STATUS Again (UIDVALIDITY UIDNEXT)"))
+        seen.add(re.search(rb"UIDVALIDITY (\d+)", status).group(1))
+        session.ok(b"DELETE Again")
+    assert len(seen) == 3

@@ -35,7 +35,14 @@ def test_round_trip(tmp_path):
     assert again.get_extension(2, "W") == "2481"
     assert again.uid_for("b.M2P1.h:2,S") == 2
     assert again.base_for(3) == "c.M3P1.h"
-    assert not [n for n in os.listdir(tmp_path) if n != "dovecot-uidlist"]
+    assert sorted(os.listdir(tmp_path)) == ["dovecot-uidlist", "dovecot-uidvalidity"]   # no temp files
+
+
+def test_new_folders_of_one_maildir_never_share_a_uidvalidity(tmp_path):
+    values = [UidList.load(tmp_path / ".Sub").uidvalidity for _ in range(5)]
+    assert values == sorted(set(values)) and values[0] >= 1_700_000_000
+    assert (tmp_path / "dovecot-uidvalidity").read_text() == "%08x\n" % values[-1]
+    assert UidList.load(tmp_path).uidvalidity == values[-1] + 1      # INBOX: the root itself
 
 
 def test_assign_keeps_existing_and_order(tmp_path):

@@ -36,6 +36,7 @@ This class does not lock; the caller must serialise load-modify-save per
 folder (one UidList object per folder in the server).
 """
 
+import fcntl
 import operator
 import os
 import secrets
@@ -44,9 +45,10 @@ from itertools import islice
 
 from mailbox_appliance.atomic import atomic_replace, write_all
 
-__all__ = ["UidList", "UidListError", "UIDLIST_FILE", "MAX_UID"]
+__all__ = ["UidList", "UidListError", "UIDLIST_FILE", "MAX_UID", "next_uidvalidity"]
 
 UIDLIST_FILE = "dovecot-uidlist"
+UIDVALIDITY_FILE = "dovecot-uidvalidity"
 MAX_UID = 0xFFFFFFFE            # Dovecot: "UID too high" at (uint32_t)-1
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -59,6 +61,36 @@ class UidListError(ValueError):
         super().__init__("broken UID list %s: %s" % (where, message))
         self.path = path
         self.line_no = line_no
+
+
+def _maildir_root(folder_path):
+    """The Maildir++ root a folder belongs to: itself (INBOX), or the parent of ``.Name``."""
+    folder_path = os.path.abspath(os.fspath(folder_path))
+    return os.path.dirname(folder_path) if os.path.basename(folder_path).startswith(".") else folder_path
+
+
+def next_uidvalidity(maildir_root):
+    """A UIDVALIDITY for a folder made now: the time, or one more than the last one given in
+    this Maildir if that is not less (RFC 3501 §2.3.1.1: a folder deleted and made again within
+    the same second must not get the same UIDVALIDITY, or clients would keep their cache of
+    the old one).  The last value is kept, as Dovecot keeps it, in ``dovecot-uidvalidity`` (hex)
+    in the Maildir's root, under an flock, written durably."""
+    path = os.path.join(maildir_root, UIDVALIDITY_FILE)
+    root = os.open(maildir_root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(root, fcntl.LOCK_EX)          # the directory itself: no lock file left behind
+        try:
+            with open(path, "rb") as f:
+                last = int(f.read().strip() or b"0", 16)
+        except (FileNotFoundError, ValueError):
+            last = 0
+        value = max(int(time.time()), last + 1)
+        if value > 0xFFFFFFFF:
+            value = 1
+        atomic_replace(path, b"%08x\n" % value)
+        return value
+    finally:
+        os.close(root)
 
 
 def _base(name):
@@ -89,15 +121,15 @@ class UidList:
     def load(cls, folder_path):
         """Read *folder_path*/dovecot-uidlist; a fresh list if there is none.
 
-        A fresh list has UIDVALIDITY = now and next UID 1.  Raises
-        UidListError for a file that cannot be parsed.
+        A fresh list has next UID 1 and a UIDVALIDITY no folder of this Maildir had before
+        (next_uidvalidity).  Raises UidListError for a file that cannot be parsed.
         """
-        ul = cls(folder_path)
         try:
-            with open(ul.path, "rb") as f:
+            with open(os.path.join(os.fspath(folder_path), UIDLIST_FILE), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            return ul
+            return cls(folder_path, uidvalidity=next_uidvalidity(_maildir_root(folder_path)))
+        ul = cls(folder_path, uidvalidity=1)
         ul._parse(data.decode("utf-8", "surrogateescape"))
         return ul
 
