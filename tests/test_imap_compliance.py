@@ -184,3 +184,33 @@ def test_a_folder_made_again_at_once_gets_a_new_uidvalidity(session):
         seen.add(re.search(rb"UIDVALIDITY (\d+)", status).group(1))
         session.ok(b"DELETE Again")
     assert len(seen) == 3
+
+
+def _fetch_section(session, section):
+    """The octets of BODY.PEEK[section] of message 1."""
+    [answer] = _untagged(session.ok(b"FETCH 1 BODY.PEEK[%s]" % section))
+    literal = re.search(rb"\{(\d+)\}\r\n", answer)
+    return answer[literal.end():literal.end() + int(literal.group(1))]
+
+
+def test_sections_of_a_message_that_is_itself_message_rfc822(office, session):
+    inner = b"From: sub@domain.org\r\nSubject: submsg\r\n\r\nHello world\r\n"
+    middle = b"From: user2@domain.org\r\nContent-Type: message/rfc822\r\n\r\n" + inner
+    _deliver(office, b"From: user@domain.org\r\nMime-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n" + middle)
+    session.ok(b"SELECT INBOX")
+    assert _fetch_section(session, b"1") == middle
+    assert _fetch_section(session, b"1.1") == inner
+    assert _fetch_section(session, b"1.1.1") == b"Hello world\r\n"
+    assert _fetch_section(session, b"1.HEADER") == b"From: user2@domain.org\r\nContent-Type: message/rfc822\r\n\r\n"
+    assert _fetch_section(session, b"1.1.HEADER") == b"From: sub@domain.org\r\nSubject: submsg\r\n\r\n"
+    assert _fetch_section(session, b"1.1.TEXT") == b"Hello world\r\n"
+
+
+def test_a_folded_boundary_parameter_is_unfolded(office, session):
+    _deliver(office, b'From: user@domain.org\r\nMime-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="foo\r\n bar"\r\n'
+                     b"\r\n--foo bar\r\nContent-Type: text/x-myown; charset=us-ascii\r\n\r\nhello\r\n\r\n--foo bar--\r\n")
+    session.ok(b"SELECT INBOX")
+    [answer] = _untagged(session.ok(b"FETCH 1 BODY"))
+    assert b'(BODY (("TEXT" "X-MYOWN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 7 1) "MIXED"))' in answer, answer
+    assert _fetch_section(session, b"1") == b"hello\r\n"
+    assert _fetch_section(session, b"1.MIME") == b"Content-Type: text/x-myown; charset=us-ascii\r\n\r\n"

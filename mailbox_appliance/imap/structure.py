@@ -78,6 +78,7 @@ class Part:
     def _split(self, boundary):
         if not isinstance(boundary, str) or not boundary:
             return []
+        boundary = _FOLD.sub("", boundary)     # a folded Content-Type (RFC 5322 §2.2.3 unfolding)
         delimiter = b"\r\n--" + boundary.encode("utf-8", "surrogateescape")
         pieces = (b"\r\n" + self.body).split(delimiter)
         parts = []
@@ -93,8 +94,12 @@ class Part:
     def part(self, numbers):
         """The part at *numbers* (1-based), from this message."""
         node = self
-        for number in numbers:
-            message = node.children[0] if node is not self and node.content_type == "message/rfc822" else node
+        for depth, number in enumerate(numbers):
+            # The first number counts in this message; each later one in the part it reached,
+            # or, where that part is a message/rfc822, in the message it holds (RFC 3501 §6.4.5).
+            # (For a message that is itself message/rfc822, "1" is its body: a test of identity
+            # with self could not tell "1.1" from "1".)
+            message = node.children[0] if depth and node.content_type == "message/rfc822" else node
             if message.is_multipart:
                 if not 0 < number <= len(message.children):
                     raise SectionError("no part %d" % number)
