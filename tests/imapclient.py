@@ -59,13 +59,14 @@ def read_until_tagged(reader, tag):
 class Session:
     """A logged-in IMAP session over implicit TLS, spoken byte for byte."""
 
-    def __init__(self, office, user="alice"):
+    def __init__(self, office, user="alice", login=True):
         plain = socket.create_connection(("127.0.0.1", office.ports["imaps"]), timeout=TIMEOUT_SECONDS)
         self.sock = unverified_tls().wrap_socket(plain)
         self.reader = self.sock.makefile("rb")
         assert self.reader.readline().startswith(b"* OK")
         self.count = 0
-        self.ok(f'LOGIN {user}@example.test "{PASSWORD}"'.encode())
+        if login:
+            self.ok(f'LOGIN {user}@example.test "{PASSWORD}"'.encode())
 
     def command(self, text):
         """Send one command; every response line up to its tagged one."""

@@ -2,6 +2,7 @@
 real IMAPS socket: \\Recent, keywords announced before use, nothing after BYE, ENVELOPE groups,
 SEARCH HEADER "", address searches, LSUB parents, ID with long values."""
 
+import base64
 import re
 
 import pytest
@@ -214,3 +215,37 @@ def test_a_folded_boundary_parameter_is_unfolded(office, session):
     assert b'(BODY (("TEXT" "X-MYOWN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 7 1) "MIXED"))' in answer, answer
     assert _fetch_section(session, b"1") == b"hello\r\n"
     assert _fetch_section(session, b"1.MIME") == b"Content-Type: text/x-myown; charset=us-ascii\r\n\r\n"
+
+
+def test_esearch_and_esort_return_options(office, session):
+    for subject in ("a", "b", "c", "d", "e"):
+        _deliver(office, imapclient.message(subject))
+    session.ok(b"SELECT INBOX")
+    session.ok(b"STORE 2,4 +FLAGS (\\Seen)")
+    assert b"ESEARCH" in session.ok(b"CAPABILITY")[0] and b"ESORT" in session.ok(b"CAPABILITY")[0]
+    tag = b"t%d" % (session.count + 1)
+    assert _untagged(session.ok(b"SEARCH RETURN (MIN MAX COUNT ALL) SEEN")) == \
+        [b'* ESEARCH (TAG "%s") MIN 2 MAX 4 COUNT 2 ALL 2,4\r\n' % tag]
+    tag = b"t%d" % (session.count + 1)
+    assert _untagged(session.ok(b"SEARCH RETURN () ALL")) == [b'* ESEARCH (TAG "%s") ALL 1:5\r\n' % tag]
+    tag = b"t%d" % (session.count + 1)
+    assert _untagged(session.ok(b"UID SEARCH RETURN (MIN COUNT) 1000")) == [b'* ESEARCH (TAG "%s") UID COUNT 0\r\n' % tag]
+    tag = b"t%d" % (session.count + 1)
+    assert _untagged(session.ok(b"SORT RETURN (MIN MAX ALL) (REVERSE SUBJECT) US-ASCII 1:4")) == \
+        [b'* ESEARCH (TAG "%s") MIN 4 MAX 1 ALL 4,3,2,1\r\n' % tag]
+    assert session.command(b"SEARCH RETURN (SAVE) ALL")[-1].split()[1] == b"BAD"
+    assert session.command(b"SEARCH RETURN MIN ALL")[-1].split()[1] == b"BAD"
+
+
+def test_sasl_ir_and_appendlimit(office):
+    session = imapclient.Session(office, login=False)
+    try:
+        capabilities = session.ok(b"CAPABILITY")[0]
+        assert b" SASL-IR" in capabilities and b" APPENDLIMIT=" in capabilities
+        credentials = base64.b64encode(b"\0alice@example.test\0" + imapclient.PASSWORD.encode())
+        assert session.command(b"AUTHENTICATE PLAIN " + credentials)[-1].split()[1] == b"OK"
+        limit = re.search(rb"APPENDLIMIT=(\d+)", session.ok(b"CAPABILITY")[0]).group(1)
+        assert _untagged(session.ok(b"STATUS INBOX (APPENDLIMIT)")) == \
+            [b'* STATUS "INBOX" (APPENDLIMIT %s)\r\n' % limit]
+    finally:
+        session.close()

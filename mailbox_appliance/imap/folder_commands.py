@@ -180,6 +180,7 @@ class FolderCommands:
             b"UIDNEXT": lambda: folder.next_uid,
             b"UIDVALIDITY": lambda: folder.uidvalidity,
             b"UNSEEN": lambda: sum(FLAG_SEEN not in m.letters for m in folder.messages.values()),
+            b"APPENDLIMIT": lambda: self.factory.max_message_size,      # RFC 7889 §5
         }
         answer = []
         for item in items:

@@ -22,10 +22,12 @@ from .structure import Part, SectionError
 __all__ = ["MessageCommands", "uid_set"]
 
 _CHARSETS = {None: "us-ascii", b"US-ASCII": "us-ascii", b"UTF-8": "utf-8"}
+_RETURN_OPTIONS = frozenset((b"MIN", b"MAX", b"ALL", b"COUNT"))     # RFC 4731 §3.1
 
 
 def uid_set(uids):
-    """A compact RFC 3501 sequence set for ascending *uids* (``1:3,7``), for COPYUID."""
+    """A compact RFC 3501 sequence set (``1:3,7``) of *uids* in the order given, consecutive
+    ascending runs as ranges: COPYUID's sets, ESEARCH's ALL."""
     runs = []
     for uid in uids:
         if runs and uid == runs[-1][1] + 1:
@@ -33,6 +35,24 @@ def uid_set(uids):
         else:
             runs.append([uid, uid])
     return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs)
+
+
+def _esearch(tag, numbers, options, uid, ordered):
+    """``ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set`` for *numbers* (RFC 4731 §3.1):
+    an empty result has only its COUNT.  For SORT (*ordered*, RFC 5267 §3.2) MIN and MAX are the
+    first and last in sort order and ALL keeps that order."""
+    parts = [b"ESEARCH (TAG " + string(tag) + b")"] + ([b"UID"] if uid else [])
+    if numbers:
+        first, last = (numbers[0], numbers[-1]) if ordered else (min(numbers), max(numbers))
+        if b"MIN" in options:
+            parts.append(b"MIN %d" % first)
+        if b"MAX" in options:
+            parts.append(b"MAX %d" % last)
+    if b"COUNT" in options:
+        parts.append(b"COUNT %d" % len(numbers))
+    if numbers and b"ALL" in options:
+        parts.append(b"ALL " + uid_set(numbers))
+    return b" ".join(parts)
 
 
 def _section_label(part):
@@ -220,21 +240,41 @@ class MessageCommands:
             return None
         return search.run(self.selection, predicate)
 
-    def _answer_numbers(self, tag, name, found, uid):
+    def _answer_numbers(self, tag, name, found, uid, options):
+        """SEARCH or SORT's answer: the numbers (or UIDs) in *found*'s order, or with RETURN
+        *options* one ESEARCH response (RFC 4731 §3.1, RFC 5267 §3.2)."""
         numbers = [message_uid if uid else number for number, message_uid in found]
-        self.sendUntaggedResponse(b" ".join([name, *(b"%d" % n for n in numbers)]))
+        if options is None:
+            self.sendUntaggedResponse(b" ".join([name, *(b"%d" % n for n in numbers)]))
+        else:
+            self.sendUntaggedResponse(_esearch(tag, numbers, options, uid, ordered=name == b"SORT"))
         self.sendPositiveResponse(tag, name + b" completed")
 
-    def do_SEARCH(self, tag, charset, pieces, uid=False):
+    def arg_return_options(self, line):
+        """The optional ``RETURN (option ...)`` before SEARCH or SORT's arguments (RFC 4731 §3.1,
+        RFC 5267 §3): a frozenset of option names (``RETURN ()`` means ALL), or None."""
+        if line[:7].upper() != b"RETURN ":
+            return None, line
+        rest = line[7:].lstrip(b" ")
+        end = rest.find(b")")
+        if not rest.startswith(b"(") or end < 0:
+            raise IllegalClientResponse("RETURN wants a parenthesised list of options")
+        options = frozenset(option.upper() for option in rest[1:end].split()) or frozenset((b"ALL",))
+        unknown = options - _RETURN_OPTIONS
+        if unknown:
+            raise IllegalClientResponse("Unknown RETURN option %s" % b" ".join(sorted(unknown)).decode("ascii", "replace"))
+        return options, rest[end + 1:].lstrip(b" ")
+
+    def do_SEARCH(self, tag, options, charset, pieces, uid=False):
         found = self._search(tag, charset, pieces)
         if found is not None:
-            self._answer_numbers(tag, b"SEARCH", found, uid)
+            self._answer_numbers(tag, b"SEARCH", found, uid, options)
 
-    select_SEARCH = (do_SEARCH, IMAP4Server.opt_charset, LiteralArguments.arg_text_with_literals)
+    select_SEARCH = (do_SEARCH, arg_return_options, IMAP4Server.opt_charset, LiteralArguments.arg_text_with_literals)
 
     # -- SORT (RFC 5256 §3) -------------------------------------------------------------------
 
-    def do_SORT(self, tag, criteria, charset, pieces, uid=False):
+    def do_SORT(self, tag, options, criteria, charset, pieces, uid=False):
         try:
             keys = sort.parse_criteria(criteria)
         except sort.SortError as error:
@@ -242,9 +282,10 @@ class MessageCommands:
             return
         found = self._search(tag, charset, pieces)     # RFC 5256 §3: the charset is required
         if found is not None:
-            self._answer_numbers(tag, b"SORT", sort.sort_messages(self.selection, found, keys), uid)
+            self._answer_numbers(tag, b"SORT", sort.sort_messages(self.selection, found, keys), uid, options)
 
-    select_SORT = (do_SORT, IMAP4Server.arg_plist, IMAP4Server.arg_atom, LiteralArguments.arg_text_with_literals)
+    select_SORT = (do_SORT, arg_return_options, IMAP4Server.arg_plist, IMAP4Server.arg_atom,
+                   LiteralArguments.arg_text_with_literals)
 
     # -- COPY, MOVE (RFC 3501 §6.4.7; COPYUID RFC 4315 §3; RFC 6851) --------------------------
 

@@ -85,7 +85,8 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
     def listCapabilities(self):
         caps = [b"IMAP4rev1"]                                   # RFC 3501
         if self.secure:
-            caps.append(b"AUTH=PLAIN")                          # RFC 3501 §6.2.2, RFC 4616
+            caps += [b"AUTH=PLAIN",                             # RFC 3501 §6.2.2, RFC 4616
+                     b"SASL-IR"]                                # RFC 4959
         else:
             caps += [b"STARTTLS", b"LOGINDISABLED"]             # RFC 3501 §6.2.1, §6.2.3
         caps += [
@@ -100,6 +101,9 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"LITERAL+",                                        # RFC 7888 (literals.py)
             b"ID",                                              # RFC 2971
             b"SORT",                                            # RFC 5256 (sort.py)
+            b"ESEARCH",                                         # RFC 4731 (message_commands.py)
+            b"ESORT",                                           # RFC 5267 §3.2
+            b"APPENDLIMIT=%d" % self.factory.max_message_size,  # RFC 7889
         ]
         return caps
 
@@ -175,11 +179,14 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
 
     unauth_LOGIN = (do_LOGIN, LiteralArguments.arg_astring, IMAP4Server.arg_finalastring)
 
-    def do_AUTHENTICATE(self, tag, mechanism):
+    def do_AUTHENTICATE(self, tag, mechanism, initial):
         if mechanism.upper() != b"PLAIN":
             self.sendNegativeResponse(tag, b"[CANNOT] Only AUTHENTICATE PLAIN is offered")
         elif not self.secure:
             self._refuse_login(tag, "tls", b"AUTHENTICATE")
+        elif initial is not None:
+            # RFC 4959 SASL-IR: the response came with the command ("=" for an empty one).
+            self._plain_response(b"" if initial == b"=" else initial, tag)
         else:
             # RFC 3501 §6.2.2: an empty challenge, then one base64 line (or "*" to cancel).
             self.parseState = "pending"
@@ -187,7 +194,13 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             self._pendingLiteral.addCallback(self._plain_response, tag)
             self.sendLine(b"+ ")
 
-    unauth_AUTHENTICATE = (do_AUTHENTICATE, IMAP4Server.arg_atom)
+    def opt_initial_response(self, line):
+        """AUTHENTICATE's optional initial response (RFC 4959): one base64 atom, or None."""
+        if not line.strip():
+            return None, b""
+        return IMAP4Server.arg_atom(self, line)
+
+    unauth_AUTHENTICATE = (do_AUTHENTICATE, IMAP4Server.arg_atom, opt_initial_response)
 
     def _plain_response(self, line, tag):
         if line.strip() == b"*":
