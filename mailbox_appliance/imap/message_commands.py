@@ -13,7 +13,7 @@ from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.names import FLAG_SEEN
 from mailbox_appliance.message import to_crlf
 
-from . import search, sort
+from . import search, sort, thread
 from .literals import LiteralArguments
 from .response import encode, flag_list, internal_date, string
 from .selection import BadSequence, parse_sequence_set
@@ -287,6 +287,22 @@ class MessageCommands:
     select_SORT = (do_SORT, arg_return_options, IMAP4Server.arg_plist, IMAP4Server.arg_atom,
                    LiteralArguments.arg_text_with_literals)
 
+    # -- THREAD (RFC 5256 §3-4) ---------------------------------------------------------------
+
+    def do_THREAD(self, tag, algorithm, charset, pieces, uid=False):
+        threader = thread.ALGORITHMS.get(algorithm.upper().decode("ascii", "replace"))
+        if threader is None:
+            self.sendBadResponse(tag, b"Unknown threading algorithm; use ORDEREDSUBJECT or REFERENCES")
+            return
+        found = self._search(tag, charset, pieces)     # RFC 5256 §3: the charset is required
+        if found is None:
+            return
+        threads = thread.encode_threads(threader(thread.read_messages(self.selection.folder, found, uid)))
+        self.sendUntaggedResponse(b"THREAD " + threads if threads else b"THREAD")
+        self.sendPositiveResponse(tag, b"THREAD completed")
+
+    select_THREAD = (do_THREAD, IMAP4Server.arg_atom, IMAP4Server.arg_atom, LiteralArguments.arg_text_with_literals)
+
     # -- COPY, MOVE (RFC 3501 §6.4.7; COPYUID RFC 4315 §3; RFC 6851) --------------------------
 
     def _copy(self, tag, ranges, raw_name, by_uid):
@@ -347,7 +363,7 @@ class MessageCommands:
                 raise IllegalClientResponse("UID EXPUNGE wants one UID set")
             self._command = (b"EXPUNGE", True)
             self.do_EXPUNGE(tag, ranges)
-        elif command in (b"COPY", b"MOVE", b"FETCH", b"STORE", b"SEARCH", b"SORT"):
+        elif command in (b"COPY", b"MOVE", b"FETCH", b"STORE", b"SEARCH", b"SORT", b"THREAD"):
             self.dispatchCommand(tag, command, line, uid=True)
         else:
             raise IllegalClientResponse("UID %s is not a command" % command.decode("ascii", "replace"))

@@ -101,6 +101,8 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"LITERAL+",                                        # RFC 7888 (literals.py)
             b"ID",                                              # RFC 2971
             b"SORT",                                            # RFC 5256 (sort.py)
+            b"THREAD=ORDEREDSUBJECT",                           # RFC 5256 (thread.py)
+            b"THREAD=REFERENCES",                               # RFC 5256
             b"ESEARCH",                                         # RFC 4731 (message_commands.py)
             b"ESORT",                                           # RFC 5267 §3.2
             b"APPENDLIMIT=%d" % self.factory.max_message_size,  # RFC 7889
@@ -142,8 +144,8 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         if self.selection is not None:
             name, by_uid = self._command or (b"", False)
             # RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may);
-            # RFC 5256 §3: SORT is like SEARCH.
-            allow_expunge = by_uid or name not in (b"FETCH", b"STORE", b"SEARCH", b"SORT")
+            # RFC 5256 §3: SORT and THREAD are like SEARCH.
+            allow_expunge = by_uid or name not in (b"FETCH", b"STORE", b"SEARCH", b"SORT", b"THREAD")
             for update in self.selection.pending(allow_expunge):
                 self.sendLine(update)
         super()._respond(state, tag, message)
