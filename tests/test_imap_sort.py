@@ -191,3 +191,19 @@ def test_a_too_large_synchronizing_string_literal_is_refused_unread(office):
     assert session.command(b"SELECT {5000}")[-1].split()[1] == b"BAD"
     session.ok(b"NOOP")
     session.close()
+
+
+def test_sort_by_display_name(office):
+    """RFC 5957: the first address's display name (MIME-decoded), else its addr-spec, else a
+    group's name; ties by sequence number."""
+    for sender, to in ((b"foo bar <a@b.c>", b"team: x@y.org;"), (b"b@c.d", b"Zed <z@y.org>"), (b"d", b"a@b.c"),
+                       (b"=?iso-8859-1?q?foo_aar?= <e@f.g>", b"empty:;"), (b"=?iso-8859-1?q?foo_car?= <f@g.h>", b"b@c.d")):
+        office.smtp().sendmail("bob@example.test", ["alice@example.test"],
+                               b"From: " + sender + b"\r\nTo: " + to + b"\r\nSubject: s\r\n\r\nbody\r\n")
+    session = imapclient.Session(office)
+    assert b"SORT=DISPLAY" in session.ok(b"CAPABILITY")[0]
+    session.ok(b"SELECT INBOX")
+    assert session.ok(b"SORT (DISPLAYFROM) US-ASCII ALL")[0] == b"* SORT 2 3 4 1 5\r\n"
+    assert session.ok(b"SORT (REVERSE DISPLAYFROM) US-ASCII ALL")[0] == b"* SORT 5 1 4 3 2\r\n"
+    assert session.ok(b"SORT (DISPLAYTO) US-ASCII ALL")[0] == b"* SORT 3 5 4 1 2\r\n"
+    session.close()

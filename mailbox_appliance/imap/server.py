@@ -101,6 +101,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"LITERAL+",                                        # RFC 7888 (literals.py)
             b"ID",                                              # RFC 2971
             b"SORT",                                            # RFC 5256 (sort.py)
+            b"SORT=DISPLAY",                                    # RFC 5957
             b"THREAD=ORDEREDSUBJECT",                           # RFC 5256 (thread.py)
             b"THREAD=REFERENCES",                               # RFC 5256
             b"ESEARCH",                                         # RFC 4731 (message_commands.py)

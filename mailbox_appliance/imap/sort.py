@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional
 from .base_subject import base_subject
 from mailbox_appliance import address_list
 
-from .headers import header_values, read_header
+from .headers import decoded, header_values, read_header
 
 __all__ = ["SortError", "parse_criteria", "sort_messages", "HeaderKeys", "header_keys", "SortKeyCache"]
 
@@ -28,7 +28,7 @@ MAX_CACHED_MESSAGES = 500_000
 # Longest key kept: messages alike in their first MAX_KEY_CHARACTERS sort by sequence number.
 MAX_KEY_CHARACTERS = 200
 _HEADER_FIELDS = frozenset((b"date", b"subject", b"from", b"to", b"cc"))
-_HEADER_CRITERIA = frozenset(("CC", "DATE", "FROM", "SUBJECT", "TO"))
+_HEADER_CRITERIA = frozenset(("CC", "DATE", "FROM", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"))
 _CRITERIA = _HEADER_CRITERIA | {"ARRIVAL", "SIZE"}
 # i;ascii-casemap (RFC 4790 §9.2), the collation RFC 5256 §3 asks for: a-z compare as A-Z, and
 # nothing else changes (str.upper would also change non-ASCII letters).
@@ -44,13 +44,16 @@ class SortError(ValueError):
 
 class HeaderKeys(NamedTuple):
     """What SORT needs from one message's header: the sent date (POSIX seconds, None if the Date
-    field is missing or unparsable) and the collation keys of the base subject and of the first
-    From, To and Cc addresses' mailbox (local) parts."""
+    field is missing or unparsable) and the collation keys of the base subject, of the first
+    From, To and Cc addresses' mailbox (local) parts, and of the first From and To addresses'
+    display names (RFC 5957)."""
     date: Optional[float]
     subject: str
     sender: str
     to: str
     cc: str
+    display_from: str
+    display_to: str
 
 
 def parse_criteria(atoms):
@@ -93,6 +96,22 @@ def _first_mailbox(values):
     return sys.intern(_collation_key(local))
 
 
+def _first_display(values):
+    """RFC 5957 §3: the display name of the first address of a From/To field (MIME-decoded), or
+    its addr-spec when it has none; a group's name for a group."""
+    if not values:
+        return ""
+    entries = address_list.parse(values[0].decode("utf-8", "replace"))
+    if not entries:
+        return ""
+    first = entries[0]
+    if first.name:
+        text = decoded(first.name)
+    else:
+        text = f"{first.mailbox or ''}@{first.host}" if first.host else (first.mailbox or "")
+    return sys.intern(_collation_key(text))
+
+
 def _sent_date(values):
     """RFC 5256 §2.2: the Date field in POSIX seconds (so normalised to UTC), or None."""
     if not values:
@@ -109,10 +128,11 @@ def header_keys(header):
     values = header_values(header, _HEADER_FIELDS)
     return HeaderKeys(_sent_date(values.get(b"date")), _collation_key(base_subject(values.get(b"subject", [b""])[0])),
                       _first_mailbox(values.get(b"from")), _first_mailbox(values.get(b"to")),
-                      _first_mailbox(values.get(b"cc")))
+                      _first_mailbox(values.get(b"cc")), _first_display(values.get(b"from")),
+                      _first_display(values.get(b"to")))
 
 
-_MISSING = HeaderKeys(None, "", "", "", "")
+_MISSING = HeaderKeys(None, "", "", "", "", "", "")
 
 
 class SortKeyCache:
@@ -174,6 +194,8 @@ def sort_messages(selection, found, criteria, cache=_cache):
         "FROM": lambda item: headers[item[1]].sender,
         "TO": lambda item: headers[item[1]].to,
         "CC": lambda item: headers[item[1]].cc,
+        "DISPLAYFROM": lambda item: headers[item[1]].display_from,
+        "DISPLAYTO": lambda item: headers[item[1]].display_to,
     }
     # Stable sorts from the last criterion to the first: messages equal in all keys keep their
     # ascending sequence numbers, and reverse=True keeps that stability too.
