@@ -202,8 +202,9 @@ class IMailAccount(Interface):
 
     address = Attribute("The user's address (str).")
 
-    def list(reference, pattern):
-        """[(name, attributes)] matching the LIST pattern, INBOX first."""
+    def list(reference, patterns, selection=frozenset(), returns=frozenset()):
+        """[(name, attributes, child info)] matching the LIST patterns and RFC 5258 options,
+        INBOX first."""
 
     def lsub(reference, pattern):
         """[(name, attributes)] of the subscriptions matching the LSUB pattern, INBOX first."""

@@ -249,3 +249,39 @@ def test_sasl_ir_and_appendlimit(office):
             [b'* STATUS "INBOX" (APPENDLIMIT %s)\r\n' % limit]
     finally:
         session.close()
+
+
+def _listed(session, arguments):
+    """{name: (attributes, extended data)} of LIST *arguments*."""
+    result = {}
+    for line in _untagged(session.ok(b"LIST " + arguments)):
+        match = re.match(rb'\* LIST \(([^)]*)\) "\." "([^"]*)"( .*)?\r\n', line)
+        assert match, line
+        result[match.group(2).decode()] = (set(match.group(1).decode().split()), (match.group(3) or b"").strip())
+    return result
+
+
+def test_list_extended_selection_and_return_options(session):
+    assert b"LIST-EXTENDED" in session.ok(b"CAPABILITY")[0]
+    for name in (b"T", b"T.one", b"T.two", b"T.two.one", b"T.three", b"T.four.five", b"T.four.fifty2",
+                 b"T.six", b"T.eight.eight", b"T.eight.nine"):
+        session.ok(b"CREATE " + name)
+    for name in (b"T.one", b"T.two.one", b"T.six", b"T.eight.eight", b"T.eight.nine"):
+        session.ok(b"SUBSCRIBE " + name)
+    session.ok(b"DELETE T.six")
+    assert set(_listed(session, b'"" (T.*2 T.three)')) == {"T.three", "T.four.fifty2"}
+    subscribed = _listed(session, b'(SUBSCRIBED) "" T.*')
+    assert set(subscribed) == {"T.one", "T.two.one", "T.six", "T.eight.eight", "T.eight.nine"}
+    assert "\\Subscribed" in subscribed["T.one"][0]
+    assert subscribed["T.six"][0] == {"\\Subscribed", "\\NonExistent"}
+    recursive = _listed(session, b'(SUBSCRIBED RECURSIVEMATCH) "" T.two% RETURN (CHILDREN)')
+    assert recursive == {"T.two": ({"\\HasChildren"}, b'("CHILDINFO" ("SUBSCRIBED"))')}
+    # A subscribed child that a pattern matches itself is listed instead of its parent's CHILDINFO.
+    assert set(_listed(session, b'(SUBSCRIBED RECURSIVEMATCH) "" (T.two T.two.one)')) == {"T.two.one"}
+    returned = _listed(session, b'"" T.% RETURN (CHILDREN SUBSCRIBED)')
+    assert "\\Subscribed" in returned["T.one"][0] and "\\HasNoChildren" in returned["T.one"][0]
+    assert returned["T.two"][0] == {"\\HasChildren"} and "\\Subscribed" not in returned["T.three"][0]
+    assert set(_listed(session, b'(SPECIAL-USE) "" *')) == {"Sent", "Drafts", "Trash", "Junk", "Archive"}
+    for bad in (b'(IMAPTEST) "" ""', b'(RECURSIVEMATCH) "" ""', b'"" "" RETURN (IMAPTEST)', b'"" (T.one', b'"" T extra'):
+        assert session.command(b"LIST " + bad)[-1].split()[1] == b"BAD", bad
+    assert session.ok(b'LIST "" ""')[0] == b'* LIST (\\Noselect) "." ""\r\n'

@@ -123,30 +123,55 @@ class MaildirAccount:
                     found.append(name)
         return found
 
-    def list(self, reference, pattern):
-        if not pattern:
+    def list(self, reference, patterns, selection=frozenset(), returns=frozenset()):
+        """LIST (RFC 3501 §6.3.8) with RFC 5258's LIST-EXTENDED options.
+
+        *patterns* is one or more patterns; *selection* may hold SUBSCRIBED, RECURSIVEMATCH
+        (with SUBSCRIBED), SPECIAL-USE (RFC 6154 §3) and REMOTE (nothing is remote here);
+        *returns* may hold SUBSCRIBED, CHILDREN and SPECIAL-USE.  Returns [(name, attributes,
+        child info)], INBOX first; child info is True where RECURSIVEMATCH found a subscribed
+        descendant that no pattern matches (RFC 5258 §3.5, CHILDINFO).
+        """
+        patterns = [pattern for pattern in patterns if pattern]
+        if not patterns:
             return []
         real = set(self.folders())
         known = set(real)
         for name in real:                 # parents of A.B.C that are no folder themselves
             known.update(_parents(name))
-        matches = _matcher(reference, pattern)
+        subscribed = set(self.subscriptions()) if "SUBSCRIBED" in selection | returns else set()
+        matchers = [_matcher(reference, pattern) for pattern in patterns]
+
+        def matches(name):
+            return any(match(name) for match in matchers)
+
+        child_info = set()
+        if "SUBSCRIBED" in selection:
+            chosen = {name for name in subscribed if matches(name)}
+            if "RECURSIVEMATCH" in selection:
+                for name in subscribed - chosen:
+                    child_info.update(parent for parent in _parents(name) if matches(parent))
+                chosen |= child_info
+        else:
+            chosen = {name for name in known if matches(name)}
+        if "SPECIAL-USE" in selection:
+            chosen = {name for name in chosen if name in SPECIAL_FOLDERS}
         result = []
-        for name in sorted(known, key=_listing_order):
-            if not matches(name):
-                continue
+        for name in sorted(chosen, key=_listing_order):
             attributes = []
-            if name not in real:
-                attributes.append("\\Noselect")
-            children = any(other.startswith(name + SEPARATOR) for other in known)
-            if name == INBOX:
-                attributes.append("\\HasNoChildren")
+            if name not in known:
+                attributes.append("\\NonExistent")               # RFC 5258 §3.4: a subscription only
             else:
-                # RFC 3348 CHILDREN; RFC 6154 §2 special-use attributes.
+                if name not in real:
+                    attributes.append("\\Noselect")
+                # RFC 3348 CHILDREN; INBOX has no children here (account.check_name).
+                children = name != INBOX and any(other.startswith(name + SEPARATOR) for other in known)
                 attributes.append("\\HasChildren" if children else "\\HasNoChildren")
                 if name in SPECIAL_FOLDERS:
-                    attributes.append(SPECIAL_FOLDERS[name])
-            result.append((name, attributes))
+                    attributes.append(SPECIAL_FOLDERS[name])      # RFC 6154 §2
+            if name in subscribed:
+                attributes.append("\\Subscribed")
+            result.append((name, attributes, name in child_info))
         return result
 
     def lsub(self, reference, pattern):

@@ -13,8 +13,9 @@ from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.names import FLAG_SEEN
 
+from . import search
 from .account import FolderError, canonical
-from .literals import LiteralArguments
+from .literals import Literal, LiteralArguments
 from .response import flag_list, string
 from .selection import Selection
 
@@ -23,6 +24,71 @@ __all__ = ["FolderCommands"]
 # LiteralArguments' astring reads {n+} literals too (RFC 7888); the final form calls it.
 _astring = LiteralArguments.arg_astring
 _final = IMAP4Server.arg_finalastring
+
+
+# RFC 5258 §3 selection and return options (RFC 6154 §3 adds SPECIAL-USE to both).
+_LIST_SELECTION = frozenset(("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"))
+_LIST_RETURN = frozenset(("SUBSCRIBED", "CHILDREN", "SPECIAL-USE"))
+
+
+def _list_arguments(tokens):
+    """LIST's arguments (RFC 5258 §6): [(selection options)] reference (pattern | (patterns))
+    [RETURN (return options)] -> (selection, reference, patterns, returns); ValueError says
+    what is wrong, for a BAD."""
+    position = 0
+
+    def options(known, what):
+        nonlocal position
+        end = _closing(tokens, position)
+        names = tokens[position + 1:end]
+        if "(" in names or any(isinstance(name, Literal) for name in names):
+            raise ValueError(f"{what} options are atoms")
+        chosen = frozenset(bytes(name).upper().decode("ascii", "replace") for name in names)
+        if chosen - known:
+            raise ValueError(f"Unknown {what} option {sorted(chosen - known)[0]}")
+        position = end + 1
+        return chosen
+
+    def mailbox():
+        nonlocal position
+        if position >= len(tokens) or tokens[position] in ("(", ")"):
+            raise ValueError("LIST wants a reference and a mailbox pattern")
+        position += 1
+        return folder_name(bytes(tokens[position - 1]))
+
+    try:
+        selection = options(_LIST_SELECTION, "selection") if tokens[:1] == ["("] else frozenset()
+        reference = mailbox()
+        if tokens[position:position + 1] == ["("]:
+            end = _closing(tokens, position)
+            patterns = [folder_name(bytes(token)) for token in tokens[position + 1:end]]
+            if not patterns or "(" in patterns:
+                raise ValueError("LIST wants one or more patterns in the parentheses")
+            position = end + 1
+        else:
+            patterns = [mailbox()]
+        returns = frozenset()
+        if position < len(tokens):
+            if not (isinstance(tokens[position], bytes) and not isinstance(tokens[position], Literal)
+                    and tokens[position].upper() == b"RETURN" and tokens[position + 1:position + 2] == ["("]):
+                raise ValueError("Unexpected text after the LIST pattern")
+            position += 1
+            returns = options(_LIST_RETURN, "return")
+        if position != len(tokens):
+            raise ValueError("Unexpected text after the LIST arguments")
+    except IndexError:
+        raise ValueError("Malformed LIST arguments") from None
+    if "RECURSIVEMATCH" in selection and not selection - {"RECURSIVEMATCH", "REMOTE"}:
+        raise ValueError("RECURSIVEMATCH needs another selection option (RFC 5258 §3)")
+    return selection, reference, patterns, returns
+
+
+def _closing(tokens, position):
+    """The index of the ")" closing the "(" at *position*."""
+    try:
+        return tokens.index(")", position)
+    except ValueError:
+        raise ValueError("Unbalanced parentheses in LIST") from None
 
 
 def folder_name(raw):
@@ -109,23 +175,26 @@ class FolderCommands:
 
     # -- LIST and LSUB (RFC 3501 §6.3.8, §6.3.9) ----------------------------------------------
 
-    def _list(self, tag, reference, pattern, command):
-        reference, pattern = folder_name(reference), folder_name(pattern)
-        if command == b"LIST" and not pattern:
+    def do_LIST(self, tag, pieces):
+        try:
+            selection, reference, patterns, returns = _list_arguments(search.tokenize(pieces))
+        except ValueError as problem:
+            self.sendBadResponse(tag, str(problem).encode("ascii", "replace"))
+            return
+        if patterns == [""] and not selection and not returns:
             # RFC 3501 §6.3.8: an empty pattern asks for the separator and root.
             self.sendUntaggedResponse(b'LIST (\\Noselect) "." ""')
-        listing = self.account.list if command == b"LIST" else self.account.lsub
-        for name, attributes in listing(reference, pattern):
-            self.send_untagged(command + b" " + flag_list(attributes) + b' "." ' + string(name))
-        self.sendPositiveResponse(tag, command + b" completed")
-
-    def do_LIST(self, tag, reference, pattern):
-        self._list(tag, reference, pattern, b"LIST")
+        for name, attributes, child_info in self.account.list(reference, patterns, selection, returns):
+            extended = b' ("CHILDINFO" ("SUBSCRIBED"))' if child_info else b""
+            self.send_untagged(b"LIST " + flag_list(attributes) + b' "." ' + string(name) + extended)
+        self.sendPositiveResponse(tag, b"LIST completed")
 
     def do_LSUB(self, tag, reference, pattern):
-        self._list(tag, reference, pattern, b"LSUB")
+        for name, attributes in self.account.lsub(folder_name(reference), folder_name(pattern)):
+            self.send_untagged(b"LSUB " + flag_list(attributes) + b' "." ' + string(name))
+        self.sendPositiveResponse(tag, b"LSUB completed")
 
-    auth_LIST = select_LIST = (do_LIST, _astring, _final)
+    auth_LIST = select_LIST = (do_LIST, LiteralArguments.arg_text_with_literals)
     auth_LSUB = select_LSUB = (do_LSUB, _astring, _final)
 
     # -- CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE ---------------------------------------

@@ -95,6 +95,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"NAMESPACE",                                       # RFC 2342
             b"UNSELECT",                                        # RFC 3691
             b"CHILDREN",                                        # RFC 3348
+            b"LIST-EXTENDED",                                   # RFC 5258 (folder_commands.py)
             b"SPECIAL-USE",                                     # RFC 6154
             b"MOVE",                                            # RFC 6851
             b"ENABLE",                                          # RFC 5161
