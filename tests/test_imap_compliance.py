@@ -285,3 +285,12 @@ def test_list_extended_selection_and_return_options(session):
     for bad in (b'(IMAPTEST) "" ""', b'(RECURSIVEMATCH) "" ""', b'"" "" RETURN (IMAPTEST)', b'"" (T.one', b'"" T extra'):
         assert session.command(b"LIST " + bad)[-1].split()[1] == b"BAD", bad
     assert session.ok(b'LIST "" ""')[0] == b'* LIST (\\Noselect) "." ""\r\n'
+
+
+def test_a_command_pipelined_behind_logout_is_not_run(office):
+    sock, reader = imapclient.raw(office)
+    try:
+        sock.sendall(b"a LOGOUT\r\nb NOOP\r\nc CAPABILITY\r\n")
+        assert reader.read().splitlines() == [b"* BYE Logging out", b"a OK LOGOUT completed"]
+    finally:
+        sock.close()

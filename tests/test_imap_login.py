@@ -2,6 +2,7 @@
 
 import imaplib
 import socket
+import time
 
 import pytest
 
@@ -77,6 +78,27 @@ def test_failed_logins_are_throttled_per_address(tmp_path):
                 client.login("alice@example.test", "wrong")
         with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
             client.login("alice@example.test", PASSWORD)
+    finally:
+        office.appliance.stop()
+
+
+def test_every_logout_gives_its_connection_slot_back(tmp_path):
+    """200 IMAPS logouts once held every slot: LOGOUT paused the TLS transport, which then never
+    saw the client's close.  With 3 slots, 12 sessions in a row and then one more must be served."""
+    office = Office(str(tmp_path), extra="[limits]\nmax_connections = 3\n").start()
+    try:
+        for _ in range(12):
+            session = imapclient.Session(office)
+            assert session.command(b"LOGOUT")[-1].split()[1] == b"OK"
+            assert session.reader.read() == b""          # the server closed its side
+            session.close()
+        deadline = time.monotonic() + 10
+        while True:                                      # the last close may still be on its way
+            try:
+                imapclient.Session(office, login=False).close()
+                break
+            except AssertionError:                       # "* BYE Too many connections"
+                assert time.monotonic() < deadline, "no connection slot came back"
     finally:
         office.appliance.stop()
 

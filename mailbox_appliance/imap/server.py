@@ -116,6 +116,8 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
     def lineReceived(self, line):
         """Run one line; while its command is unanswered, stop reading so pipelined commands
         wait in the buffer (twisted#9282: Twisted ran them in the wrong state)."""
+        if self.state == "logout":
+            return
         self.resetTimeout()
         try:
             getattr(self, "parse_" + self.parseState)(line)
@@ -277,9 +279,8 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         self.deselect()
         self.sendUntaggedResponse(b"BYE Logging out")
         self.sendPositiveResponse(tag, b"LOGOUT completed")
-        self.state = "logout"
+        self.state = "logout"         # lineReceived drops what was pipelined behind LOGOUT
         self.transport.loseConnection()
-        self.pauseProducing()         # nothing pipelined behind LOGOUT is run or answered
 
     unauth_LOGOUT = auth_LOGOUT = select_LOGOUT = (do_LOGOUT,)
 
