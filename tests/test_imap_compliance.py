@@ -294,3 +294,15 @@ def test_a_command_pipelined_behind_logout_is_not_run(office):
         assert reader.read().splitlines() == [b"* BYE Logging out", b"a OK LOGOUT completed"]
     finally:
         sock.close()
+
+
+def test_multiappend_stores_all_messages_or_none(session):
+    assert b"MULTIAPPEND" in session.ok(b"CAPABILITY")[0]
+    first, second = imapclient.message("first"), imapclient.message("second")
+    lines = session.ok(b"APPEND Drafts (\\Seen) {%d+}\r\n%s {%d+}\r\n%s" % (len(first), first, len(second), second))
+    assert re.match(rb"t\d+ OK \[APPENDUID \d+ 1:2\] APPEND completed", lines[-1]), lines
+    # The second message is over the size limit: refused before its octets, and the first not kept.
+    session.sock.sendall(b"x APPEND Drafts {%d+}\r\n%s {99999999999}\r\n" % (len(first), first))
+    assert imapclient.read_until_tagged(session.reader, b"x")[-1].startswith(b"x NO [TOOBIG]")
+    assert b"* STATUS \"Drafts\" (MESSAGES 2)\r\n" in session.ok(b"STATUS Drafts (MESSAGES)")
+    assert session.command(b"APPEND Drafts {3+}\r\nabc junk")[-1].split()[1] == b"BAD"

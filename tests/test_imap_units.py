@@ -5,7 +5,7 @@ import pytest
 from mailbox_appliance.imap import search
 from mailbox_appliance.imap.account import FolderError, check_name, pattern_regex
 from mailbox_appliance.imap.literals import Literal
-from mailbox_appliance.imap.message_commands import uid_set
+from mailbox_appliance.imap.response import uid_set
 from mailbox_appliance.imap.response import encode
 from mailbox_appliance.imap.selection import BadSequence, parse_sequence_set
 from mailbox_appliance.imap.structure import Part, SectionError

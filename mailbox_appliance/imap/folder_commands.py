@@ -8,6 +8,7 @@ problems without a reason or response code.
 
 from datetime import datetime
 
+from twisted.internet import defer
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
 from mailbox_appliance.maildir.flags import TooManyKeywords
@@ -16,7 +17,7 @@ from mailbox_appliance.maildir.names import FLAG_SEEN
 from . import search
 from .account import FolderError, canonical
 from .literals import Literal, LiteralArguments
-from .response import flag_list, string
+from .response import flag_list, string, uid_set
 from .selection import Selection
 
 __all__ = ["FolderCommands"]
@@ -265,18 +266,44 @@ class FolderCommands:
 
     # -- APPEND (RFC 3501 §6.3.11, APPENDUID RFC 4315 §3) -------------------------------------
 
-    def do_APPEND(self, tag, raw_name, flags, date, literal):
-        internal_date = None if date is None else _append_date(date)
+    def do_APPEND(self, tag, raw_name, messages):
+        """APPEND, of one message or several (RFC 3502 MULTIAPPEND): all are stored, or none."""
         folder = self.open_folder(tag, raw_name, missing="TRYCREATE")
         if folder is None:
             return
         try:
-            letters = folder.flag_letters([bytes(f).decode("ascii", "replace") for f in flags or ()])
+            prepared = [(folder.flag_letters([bytes(f).decode("ascii", "replace") for f in flags or ()]),
+                         None if date is None else _append_date(date), literal)
+                        for flags, date, literal in messages]
         except TooManyKeywords:
             self.refuse(tag, "No more keywords fit in this folder", "LIMIT")
             return
-        uid = folder.append(literal.read(), letters, internal_date)
-        self.sendPositiveResponse(tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid))
+        uids = []
+        try:
+            for letters, internal_date, literal in prepared:
+                uids.append(folder.append(literal.read(), letters, internal_date))
+        except BaseException:
+            folder.remove(uids)           # RFC 3502 §6: none of them, if not all
+            raise
+        self.sendPositiveResponse(tag, b"[APPENDUID %d %s] APPEND completed" % (folder.uidvalidity, uid_set(uids)))
 
-    auth_APPEND = select_APPEND = (do_APPEND, _astring, IMAP4Server.opt_plist, IMAP4Server.opt_datetime,
-                                   LiteralArguments.arg_literal)
+    def arg_append_messages(self, line):
+        """APPEND's messages: one or more of [(flags)] [date-time] literal (RFC 3502 §6.3.11),
+        each read as it comes; [(flags, date, literal file)]."""
+        messages = []
+
+        def one(line):
+            flags, line = IMAP4Server.opt_plist(self, line)
+            date, line = IMAP4Server.opt_datetime(self, line)
+            return defer.maybeDeferred(self.arg_literal, line).addCallback(read, flags, date)
+
+        def read(result, flags, date):
+            literal, rest = result
+            messages.append((flags, date, literal))
+            if rest.strip():
+                return one(rest.lstrip(b" "))
+            return messages, b""
+
+        return one(line)
+
+    auth_APPEND = select_APPEND = (do_APPEND, _astring, arg_append_messages)

@@ -15,26 +15,14 @@ from mailbox_appliance.message import to_crlf
 
 from . import search, sort, thread
 from .literals import LiteralArguments
-from .response import encode, flag_list, internal_date, string
+from .response import encode, flag_list, internal_date, string, uid_set
 from .selection import BadSequence, parse_sequence_set
 from .structure import Part, SectionError
 
-__all__ = ["MessageCommands", "uid_set"]
+__all__ = ["MessageCommands"]
 
 _CHARSETS = {None: "us-ascii", b"US-ASCII": "us-ascii", b"UTF-8": "utf-8"}
 _RETURN_OPTIONS = frozenset((b"MIN", b"MAX", b"ALL", b"COUNT"))     # RFC 4731 §3.1
-
-
-def uid_set(uids):
-    """A compact RFC 3501 sequence set (``1:3,7``) of *uids* in the order given, consecutive
-    ascending runs as ranges: COPYUID's sets, ESEARCH's ALL."""
-    runs = []
-    for uid in uids:
-        if runs and uid == runs[-1][1] + 1:
-            runs[-1][1] = uid
-        else:
-            runs.append([uid, uid])
-    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs)
 
 
 def _esearch(tag, numbers, options, uid, ordered):

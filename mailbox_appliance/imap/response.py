@@ -8,7 +8,7 @@ literal, byte for byte.
 
 import time
 
-__all__ = ["encode", "string", "flag_list", "internal_date", "Adjacent", "MONTHS"]
+__all__ = ["encode", "string", "flag_list", "internal_date", "uid_set", "Adjacent", "MONTHS"]
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -51,3 +51,15 @@ def internal_date(seconds):
     return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
         moment.tm_mday, MONTHS[moment.tm_mon - 1].encode(), moment.tm_year,
         moment.tm_hour, moment.tm_min, moment.tm_sec)
+
+
+def uid_set(uids):
+    """A compact RFC 3501 sequence set (``1:3,7``) of *uids* in the order given, consecutive
+    ascending runs as ranges: COPYUID's sets, ESEARCH's ALL."""
+    runs = []
+    for uid in uids:
+        if runs and uid == runs[-1][1] + 1:
+            runs[-1][1] = uid
+        else:
+            runs.append([uid, uid])
+    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs)

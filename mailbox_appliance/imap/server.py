@@ -92,6 +92,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         caps += [
             b"IDLE",                                            # RFC 2177
             b"UIDPLUS",                                         # RFC 4315
+            b"MULTIAPPEND",                                     # RFC 3502 (folder_commands.py)
             b"NAMESPACE",                                       # RFC 2342
             b"UNSELECT",                                        # RFC 3691
             b"CHILDREN",                                        # RFC 3348
