@@ -82,15 +82,18 @@ def test_failed_logins_are_throttled_per_address(tmp_path):
         office.appliance.stop()
 
 
-def test_every_logout_gives_its_connection_slot_back(tmp_path):
-    """200 IMAPS logouts once held every slot: LOGOUT paused the TLS transport, which then never
-    saw the client's close.  With 3 slots, 12 sessions in a row and then one more must be served."""
+@pytest.mark.parametrize("ending", [b"a LOGOUT\r\n", b"a LOGIN {5000+}\r\n", b"a NOOP " + b"x" * 70_000 + b"\r\n"],
+                         ids=["logout", "literal-too-big", "line-too-long"])
+def test_every_way_a_session_ends_gives_its_connection_slot_back(tmp_path, ending):
+    """Each of these ended a session with the TLS transport paused, which then never saw the
+    client's close and held its connection slot: 200 of them refused every client of every
+    protocol.  With 3 slots, 12 sessions ended so in a row, then one more must be served."""
     office = Office(str(tmp_path), extra="[limits]\nmax_connections = 3\n").start()
     try:
         for _ in range(12):
-            session = imapclient.Session(office)
-            assert session.command(b"LOGOUT")[-1].split()[1] == b"OK"
-            assert session.reader.read() == b""          # the server closed its side
+            session = imapclient.Session(office, login=False)
+            session.sock.sendall(ending)
+            assert b"* BYE " in session.reader.read()      # read to the server's close
             session.close()
         deadline = time.monotonic() + 10
         while True:                                      # the last close may still be on its way

@@ -106,6 +106,5 @@ class LiteralArguments:
         """A non-synchronizing literal over *limit*: BYE and close (the module says why)."""
         self.log.info("imap session {session} from {client}: non-synchronizing literal over {limit} "
                       "octets; closing", session=self.session_id, client=self.client_address, limit=limit)
-        self.sendLine(b"* BYE [TOOBIG] Literal larger than %d octets" % limit)
-        self.transport.loseConnection()
+        self.close_session(b"[TOOBIG] Literal larger than %d octets" % limit)
         return defer.Deferred()       # never fires: the session ends

@@ -70,17 +70,26 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         self.deselect()
         super().connectionLost(reason)
 
-    def timeoutConnection(self):
-        self.sendLine(b"* BYE Autologout; idle for too long")
+    def close_session(self, bye):
+        """End the session: the folder let go first (nothing about it may follow the BYE), then
+        BYE, then the close.  Every way a session ends comes here.  A paused transport is resumed:
+        a paused TLS connection never reads the client's close, and would keep its connection
+        slot for good; what the client still sends is dropped (lineReceived)."""
         self.deselect()
+        self.state = "logout"
+        if bye:
+            self.sendLine(b"* BYE " + bye)
+        if self.paused:
+            self.resumeProducing()
         self.transport.loseConnection()
+
+    def timeoutConnection(self):
+        self.close_session(b"Autologout; idle for too long")
 
     def lineLengthExceeded(self, line):
         """A command line over [limits] max_line_length: say so before closing (LineReceiver
         would close without a word, and what follows could not be told from a new command)."""
-        self.sendLine(b"* BYE Command line too long (at most %d octets)" % self.MAX_LENGTH)
-        self.deselect()
-        self.transport.loseConnection()
+        self.close_session(b"Command line too long (at most %d octets)" % self.MAX_LENGTH)
 
     def listCapabilities(self):
         caps = [b"IMAP4rev1"]                                   # RFC 3501
@@ -127,7 +136,8 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             self.parseState = "command"
             if self._command is not None:
                 self.sendNegativeResponse(self._tag, b"[SERVERBUG] Internal error; see the server log")
-        if self._command is not None and self.parseState == "command" and not self.paused:
+        if self._command is not None and self.parseState == "command" and not self.paused \
+                and self.state != "logout":
             self.pauseProducing()
 
     def parse_command(self, line):
@@ -280,8 +290,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         self.deselect()
         self.sendUntaggedResponse(b"BYE Logging out")
         self.sendPositiveResponse(tag, b"LOGOUT completed")
-        self.state = "logout"         # lineReceived drops what was pipelined behind LOGOUT
-        self.transport.loseConnection()
+        self.close_session(None)
 
     unauth_LOGOUT = auth_LOGOUT = select_LOGOUT = (do_LOGOUT,)
 
