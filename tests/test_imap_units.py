@@ -1,9 +1,11 @@
 """Pure logic of the IMAP server: MIME sections, sequence sets, search parsing, names, COPYUID sets."""
 
+import time
+
 import pytest
 
 from mailbox_appliance.imap import search
-from mailbox_appliance.imap.account import FolderError, check_name, pattern_regex
+from mailbox_appliance.imap.account import FolderError, check_name, pattern_matcher
 from mailbox_appliance.imap.literals import Literal
 from mailbox_appliance.imap.response import uid_set
 from mailbox_appliance.imap.response import encode
@@ -78,6 +80,20 @@ def test_folder_name_checks():
             check_name(bad)
 
 
-def test_list_wildcards():
-    assert pattern_regex("Work.%").match("Work.A") and not pattern_regex("Work.%").match("Work.A.B")
-    assert pattern_regex("*").match("Work.A.B")
+@pytest.mark.parametrize("pattern, name, expected", [
+    ("Work.%", "Work.A", True), ("Work.%", "Work.A.B", False), ("*", "Work.A.B", True), ("%", "Work", True),
+    ("%", "Work.A", False), ("Work*", "Work", True), ("W%k", "Work", True), ("W%%k", "Work", True),
+    ("*%", "a.b", True), ("%*", "a.b", True), ("%*%", "", True), ("a%b", "a.b", False), ("", "", True),
+    ("", "a", False), ("*x", "ab", False), ("a*b*c", "a.x.b.y.c", True), ("a*b*c", "a.x.b.y.cd", False),
+    ("Wo", "Work", False), ("*.Sent", "Archive.Sent", True), ("*.Sent", "Archive.Sent.x", False),
+])
+def test_list_wildcards(pattern, name, expected):
+    assert pattern_matcher(pattern)(name) is expected
+
+
+def test_list_wildcards_cost_no_backtracking():
+    """Issue 21 #2: "**...**x" and "*a*a*...b" took seconds to minutes as regular expressions."""
+    started = time.process_time()
+    for pattern in ("*" * 60 + "x", "*a" * 300 + "b", "%*" * 2000 + "x"):
+        assert not pattern_matcher(pattern)("a" * 240)
+    assert time.process_time() - started < 2
