@@ -15,7 +15,7 @@ def session(office):
 
 def test_list_wildcards_that_backtracked_are_answered(session):
     session.ok(b"CREATE " + b"a" * 200)
-    for pattern in (b"*" * 60 + b"x", b"*a" * 100 + b"x", b"%*" * 500 + b"x"):
+    for pattern in (b"*" * 60 + b"z", b"*a" * 100 + b"z", b"%*" * 500 + b"z"):
         lines = session.ok(b'LIST "" "' + pattern + b'"')
         assert len(lines) == 1, lines                    # nothing matches, and it says so at once
     assert len(session.ok(b'LIST "" "*"')) > 1
