@@ -19,3 +19,12 @@ def test_list_wildcards_that_backtracked_are_answered(session):
         lines = session.ok(b'LIST "" "' + pattern + b'"')
         assert len(lines) == 1, lines                    # nothing matches, and it says so at once
     assert len(session.ok(b'LIST "" "*"')) > 1
+
+
+@pytest.mark.parametrize("command", [b"FETCH 1\xff FLAGS", b"STORE 1\xff +FLAGS (\\Seen)", b"COPY 1\xff Trash",
+                                     b"UID FETCH 1:\xff FLAGS", b"SEARCH UID 1\xff"])
+def test_an_8_bit_octet_in_a_sequence_set_gets_bad_and_the_session_goes_on(office, session, command):
+    office.smtp().sendmail("bob@example.test", ["alice@example.test"], imapclient.message("one"))
+    session.ok(b"SELECT INBOX")
+    assert session.command(command)[-1].split()[1] == b"BAD"
+    assert session.ok(b"NOOP")[-1].endswith(b"NOOP completed\r\n")

@@ -30,7 +30,7 @@ def parse_sequence_set(text):
     for piece in text.split(b","):
         bounds = piece.split(b":")
         if len(bounds) > 2:
-            raise BadSequence("bad sequence set %r" % piece.decode("ascii", "replace"))
+            raise BadSequence("bad sequence set %r" % piece.decode("ascii", "backslashreplace"))
         values = []
         for bound in bounds:
             if bound == b"*":
@@ -38,7 +38,7 @@ def parse_sequence_set(text):
             elif bound.isdigit() and bound.isascii() and 0 < int(bound) <= 0xFFFFFFFF:
                 values.append(int(bound))
             else:
-                raise BadSequence("bad message number %r" % bound.decode("ascii", "replace"))
+                raise BadSequence("bad message number %r" % bound.decode("ascii", "backslashreplace"))
         ranges.append((values[0], values[-1]))
     return ranges
 

@@ -19,7 +19,7 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
+from twisted.mail.imap4 import IllegalClientResponse, IllegalMailboxEncoding, IllegalOperation, IMAP4Server
 
 from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
 from mailbox_appliance.interfaces import IMailUser
@@ -139,6 +139,20 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         if self._command is not None and self.parseState == "command" and not self.paused \
                 and self.state != "logout":
             self.pauseProducing()
+
+    def _IMAP4Server__ebDispatch(self, failure, tag):
+        """The answer to a command whose arguments failed to parse (Twisted's private
+        __ebDispatch, replaced): Twisted encodes the reason as strict ASCII, so a reason quoting
+        an 8-bit octet (``FETCH 1\\xff``) raised inside this handler, the command was never
+        answered, the session hung with its transport paused and kept its connection slot."""
+        reason = str(failure.value).encode("ascii", "backslashreplace")
+        if failure.check(IllegalClientResponse):
+            self.sendBadResponse(tag, b"Illegal syntax: " + reason)
+        elif failure.check(IllegalOperation, IllegalMailboxEncoding):
+            self.sendNegativeResponse(tag, reason)
+        else:
+            self.log.failure("imap session {session}: error in command", failure, session=self.session_id)
+            self.sendBadResponse(tag, b"[SERVERBUG] Internal error; see the server log")
 
     def parse_command(self, line):
         words = line.split(None, 2)
