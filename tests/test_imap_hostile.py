@@ -28,3 +28,11 @@ def test_an_8_bit_octet_in_a_sequence_set_gets_bad_and_the_session_goes_on(offic
     session.ok(b"SELECT INBOX")
     assert session.command(command)[-1].split()[1] == b"BAD"
     assert session.ok(b"NOOP")[-1].endswith(b"NOOP completed\r\n")
+
+
+@pytest.mark.parametrize("marker", [b"{+400000000}", b"{ 40}", b"{40 }", b"{4_000}", b"{-1}", b"{0x10}"])
+def test_a_literal_spelled_otherwise_than_the_rfcs_say_is_bad(session, marker):
+    """Issue 21 #6: Twisted read these with int(), so APPEND took 400 MB past max_message_size."""
+    assert session.command(b"APPEND INBOX " + marker)[-1].split()[1] == b"BAD"
+    assert session.command(b"SELECT " + marker)[-1].split()[1] == b"BAD"
+    assert session.ok(b"NOOP")[-1].endswith(b"NOOP completed\r\n")

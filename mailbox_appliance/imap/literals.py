@@ -43,6 +43,9 @@ class LiteralArguments:
         """An astring (RFC 3501 §9), its literal form with or without "+"."""
         marker = _marker(line.strip() if line else line)
         if marker is None:
+            if line and line.lstrip()[:1] == b"{":
+                # {+N}, { N}, {N }, {N_NNN}, {-1}: Twisted's int() took them, uncapped.
+                raise IllegalClientResponse("Malformed literal: {digits} or {digits+} (RFC 3501 §4.3, RFC 7888)")
             return IMAP4Server.arg_astring(self, line, final)
         size, synchronizing = marker
         if final and not size:
@@ -53,7 +56,8 @@ class LiteralArguments:
         """APPEND's message literal, capped by the message size limit."""
         marker = _marker(line)
         if marker is None:
-            return IMAP4Server.arg_literal(self, line)      # its BAD for what is no literal
+            # Only {digits} or {digits+} is a literal: anything else is BAD, never Twisted's int().
+            raise IllegalClientResponse("APPEND wants a literal: {digits} or {digits+} (RFC 3501 §4.3, RFC 7888)")
         size, synchronizing = marker
         limit = self.factory.max_message_size
         if size <= limit:
