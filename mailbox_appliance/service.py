@@ -150,6 +150,8 @@ def makeService(settings, reactor=None):
     appliance = service.MultiService()
     # First, so SIGHUP is handled before any listener says it is listening.
     ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
+    # Before the listeners too: once the appliance says it is listening, the admin can reach it.
+    AdminChannel(data_dir, QueueControl(runner, spool).commands(), reactor).setServiceParent(appliance)
     for name, endpoint, implicit_tls in settings.listen.enabled():
         protocol, make_factory = factories[name]
         factory = make_factory()
@@ -161,7 +163,6 @@ def makeService(settings, reactor=None):
             factory.noisy = False
         ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
     runner.setServiceParent(appliance)
-    AdminChannel(data_dir, QueueControl(runner, spool).commands(), reactor).setServiceParent(appliance)
     return appliance
 
 

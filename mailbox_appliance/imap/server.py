@@ -227,7 +227,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
 
     def opt_initial_response(self, line):
         """AUTHENTICATE's optional initial response (RFC 4959): one base64 atom, or None."""
-        if not line.strip():
+        if not line or not line.strip():
             return None, b""
         return IMAP4Server.arg_atom(self, line)
 
