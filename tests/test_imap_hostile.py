@@ -36,3 +36,16 @@ def test_a_literal_spelled_otherwise_than_the_rfcs_say_is_bad(session, marker):
     assert session.command(b"APPEND INBOX " + marker)[-1].split()[1] == b"BAD"
     assert session.command(b"SELECT " + marker)[-1].split()[1] == b"BAD"
     assert session.ok(b"NOOP")[-1].endswith(b"NOOP completed\r\n")
+
+
+def test_garbage_before_login_gets_bad_without_tracebacks_then_bye(office):
+    """Issue 21 #10: "a \\xff" repeated made one traceback per line in the log and never closed."""
+    sock, reader = imapclient.raw(office)
+    try:
+        sock.sendall(b"a \xff\r\n" * 50)
+        lines = reader.read().splitlines()
+    finally:
+        sock.close()
+    assert all(line.startswith(b"a BAD") for line in lines[:10]), lines
+    assert lines[10:] == [b"* BYE Too many invalid commands"], lines
+    assert not [line for line in office.appliance.lines if "Traceback" in line]

@@ -36,6 +36,9 @@ from .search import tokenize
 __all__ = ["IMAPFactory", "IMAPServer"]
 
 IDLE_TIMEOUT_SECONDS = 30 * 60     # RFC 3501 §5.4: at least 30 minutes once logged in
+# BAD answers in one session before it is closed (Dovecot's "Too many invalid IMAP commands" is
+# 10 too): garbage, or another protocol, is not answered line by line for ever.
+MAX_BAD_COMMANDS = 10
 PREAUTH_TIMEOUT_SECONDS = 60
 
 
@@ -58,6 +61,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         self._tag = None
         self._command = None          # (name, uid) of the command being answered
         self._idling = False
+        self._bad_commands = 0
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -153,6 +157,20 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         else:
             self.log.failure("imap session {session}: error in command", failure, session=self.session_id)
             self.sendBadResponse(tag, b"[SERVERBUG] Internal error; see the server log")
+
+    def lookupCommand(self, cmd):
+        """Twisted's lookup took any octets as a command name and raised (a traceback per line)
+        on a non-ASCII one; a name that is no atom is simply no command."""
+        if not (cmd.isascii() and cmd.isalpha()):
+            return None
+        return super().lookupCommand(cmd)
+
+    def sendBadResponse(self, tag=None, message=b""):
+        """BAD, counted: after MAX_BAD_COMMANDS the session is closed."""
+        super().sendBadResponse(tag, message)
+        self._bad_commands += 1
+        if self._bad_commands >= MAX_BAD_COMMANDS and self.state != "logout":
+            self.close_session(b"Too many invalid commands")
 
     def parse_command(self, line):
         words = line.split(None, 2)
