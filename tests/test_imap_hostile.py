@@ -49,3 +49,24 @@ def test_garbage_before_login_gets_bad_without_tracebacks_then_bye(office):
     assert all(line.startswith(b"a BAD") for line in lines[:10]), lines
     assert lines[10:] == [b"* BYE Too many invalid commands"], lines
     assert not [line for line in office.appliance.lines if "Traceback" in line]
+
+
+@pytest.mark.parametrize("plus", [b"+", b""])
+def test_a_command_of_many_literals_before_login_is_bounded(office, plus):
+    """Issue 21 #4: ID ({4096+} ... kept every literal: 200 MB per session, nothing logged."""
+    sock, reader = imapclient.raw(office)
+    try:
+        sock.sendall(b'a ID ("f" {4096' + plus + b"}\r\n")
+        for _ in range(100):                       # 400 KB of literals, far past the 64 KB
+            if not plus:
+                continuation = reader.readline()
+                if not continuation.startswith(b"+"):
+                    break
+            sock.sendall(b"v" * 4096 + b' "f" {4096' + plus + b"}\r\n")
+        answer = reader.readline() if plus else continuation
+    except (BrokenPipeError, ConnectionResetError):
+        answer = reader.readline()
+    finally:
+        sock.close()
+    expected = b"* BYE [TOOBIG]" if plus else b"a BAD"
+    assert answer.startswith(expected), answer

@@ -71,8 +71,12 @@ class LiteralArguments:
         """The rest of the command, with any string literals in it read.
 
         Returns [command text (bytes), Literal, command text, ...] (search.tokenize reads it).
+        The command's text and literals together are at most [limits] max_line_length octets:
+        each literal is capped, but a command of many (ID before login, SEARCH) was not, and
+        four sessions held a gigabyte.
         """
         pieces = []
+        limit = self.factory.max_line_length
 
         def more(line):
             marker = _marker(line, whole=False)
@@ -80,7 +84,12 @@ class LiteralArguments:
                 pieces.append(line or b"")
                 return pieces, b""
             pieces.append(line[:line.rindex(b"{")])
-            return self.string_literal(*marker).addCallback(literal_read)
+            size, synchronizing = marker
+            if sum(map(len, pieces)) + size > limit:
+                if not synchronizing:
+                    return self._too_big(limit)
+                raise IllegalClientResponse("Command with its literals over %d octets" % limit)
+            return self.string_literal(size, synchronizing).addCallback(literal_read)
 
         def literal_read(result):
             literal, rest_of_line = result
