@@ -70,3 +70,17 @@ def test_a_command_of_many_literals_before_login_is_bounded(office, plus):
         sock.close()
     expected = b"* BYE [TOOBIG]" if plus else b"a BAD"
     assert answer.startswith(expected), answer
+
+
+@pytest.mark.parametrize("subject", [b"=?utf-8?B?!!!notbase64?=", b"(fwd)" * 16_000 + b"X", b"=?utf-8?q?a?= " * 5_000])
+def test_a_poison_subject_breaks_neither_search_nor_sort_nor_thread(office, session, subject):
+    """Issue 21 #3, #7, #8: a bad encoded word failed SEARCH and SORT for the whole folder; an
+    80 KB "(fwd)(fwd)...X" cost 6 s per SORT, a megabyte froze the process."""
+    office.smtp().sendmail("bob@example.test", ["alice@example.test"], imapclient.message("fine"))
+    folded = b"\r\n ".join(subject[i:i + 900] for i in range(0, len(subject), 900))   # SMTP: 998 per line
+    office.smtp().sendmail("bob@example.test", ["alice@example.test"],
+                           b"From: x@y.test\r\nSubject: " + folded + b"\r\n\r\nbody\r\n")
+    session.ok(b"SELECT INBOX")
+    assert session.ok(b"SEARCH SUBJECT fine")[0] == b"* SEARCH 1\r\n"
+    assert session.ok(b"SORT (SUBJECT) UTF-8 ALL")[0].startswith(b"* SORT ")
+    assert session.ok(b"THREAD REFERENCES UTF-8 ALL")[0].startswith(b"* THREAD ")

@@ -23,10 +23,17 @@ _LEADING_BLOB = re.compile(_BLOB)
 _FWD_HEADER = "[fwd:"
 
 
+# Only this much of a Subject is looked at.  The steps below rescan the text after each removal,
+# so a hostile 80 KB "(fwd)(fwd)...X" cost seconds per message and a megabyte froze SORT; sort
+# keys keep 200 characters anyway (sort.MAX_KEY_CHARACTERS), and no real subject comes near.
+MAX_SUBJECT_OCTETS = 4096
+MAX_SUBJECT_CHARACTERS = 1000
+
+
 def base_subject(value):
     """The base subject (str) of a Subject header value (str or bytes, possibly RFC 2047 encoded)."""
     # (1) encoded words to UTF-8 (here: text), tabs and continuations to one space each run.
-    text = _WHITESPACE.sub(" ", decoded(value))
+    text = _WHITESPACE.sub(" ", decoded(value[:MAX_SUBJECT_OCTETS]))[:MAX_SUBJECT_CHARACTERS]
     while True:
         # (2) remove trailing "(fwd)" and whitespace.
         text = _TRAILER.sub("", text)
