@@ -84,3 +84,13 @@ def test_a_poison_subject_breaks_neither_search_nor_sort_nor_thread(office, sess
     assert session.ok(b"SEARCH SUBJECT fine")[0] == b"* SEARCH 1\r\n"
     assert session.ok(b"SORT (SUBJECT) UTF-8 ALL")[0].startswith(b"* SORT ")
     assert session.ok(b"THREAD REFERENCES UTF-8 ALL")[0].startswith(b"* THREAD ")
+
+
+@pytest.mark.parametrize("criteria", [b"(" * 400 + b"ALL" + b")" * 400, b"NOT " * 400 + b"ALL",
+                                      b"OR " * 400 + b"ALL " * 401, b"SUBJECT x " * 1500])
+def test_a_search_too_deep_or_too_long_gets_bad_and_no_traceback(office, session, criteria):
+    """Issue 21 #9: a recursion error and 130 KB of log per command, or half a minute of CPU."""
+    session.ok(b"SELECT INBOX")
+    assert session.command(b"SEARCH " + criteria)[-1].split()[1] == b"BAD"
+    assert not [line for line in office.appliance.lines if "Traceback" in line]
+    assert session.ok(b"SEARCH " + b"(" * 30 + b"ALL" + b")" * 30)[-1].endswith(b"SEARCH completed\r\n")
