@@ -33,7 +33,7 @@ ALLOWED = {
     "delivery": {"atomic", "interfaces", "maildir", "message"},
     "queue": {"admin_channel", "atomic", "interfaces", "message", "tls"},
     "realm": {"interfaces", "maildir"},
-    "smtp": {"accounts", "interfaces", "message", "session_security", "tls"},
+    "smtp": {"accounts", "address_list", "interfaces", "message", "session_security", "tls"},
     "imap": {"accounts", "address_list", "atomic", "interfaces", "maildir", "message", "session_security"},
     "pop3": {"accounts", "interfaces", "maildir", "message", "session_security"},
     "dovecot_import": {"accounts", "atomic", "maildir"},

@@ -203,3 +203,27 @@ def test_failed_logins_are_answered_later_and_then_a_new_connection_is_locked_ou
         other.close()
     finally:
         office.appliance.stop()
+
+
+@pytest.mark.parametrize("header, allowed", [
+    (b"From: Alice <alice@example.test>", True),
+    (b"From: alice+news@example.test (Alice)", True),
+    (b"From: Sales <sales@example.test>", True),                     # an alias that points to alice
+    (b"From: Bob <bob@example.test>", False),                        # another user
+    (b"From: ceo@catchall.test", False),                             # a hosted domain's catch-all
+    (b"From: alice@example.test\r\nFrom: bob@example.test", False),  # two From: fields
+    (b"From: alice@example.test, bob@example.test", False),          # two authors
+    (b"From: team: alice@example.test;", False),                     # a group
+    (b"Sender: alice@example.test", False),                          # no From: at all
+])
+def test_submitted_mail_is_from_the_user_or_refused(office, header, allowed):
+    """Issue 21 #13: a forged From: was accepted and DKIM-signed with our key."""
+    client = office.smtp("submission", login="alice@example.test")
+    message = header + b"\r\nTo: friend@remote.test\r\nSubject: s\r\n\r\nbody\r\n"
+    if allowed:
+        assert client.sendmail("", ["friend@remote.test"], message) == {}
+    else:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("alice@example.test", ["friend@remote.test"], message)
+        assert (refused.value.smtp_code, refused.value.smtp_error.split()[0]) == (550, b"5.7.1")
+    client.quit()

@@ -9,16 +9,23 @@ The three listeners differ only here:
   over TLS; then any recipient.
 
 An authenticated user sends only as their own addresses: the address itself, its +subaddresses,
-and aliases that point to them.
+and aliases that point to them; on submission that holds for the From: field too, since the
+queue DKIM-signs for the From: domain.
 """
 
+import re
+
+from mailbox_appliance import address_list
 from mailbox_appliance.accounts.addresses import normalize_address, split_address
+from mailbox_appliance.message import header_block
 from mailbox_appliance.smtp import headers
 from mailbox_appliance.smtp.reply import Reply
 
 SUBMISSION_ROLES = ("submission", "submissions")
 # RFC 5321 §4.5.1: "Postmaster" with no domain must be accepted.
 POSTMASTER = "postmaster"
+# A From: field and its continuation lines (RFC 5322 §3.6.2).
+_FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:(.*(?:\r\n[ \t].*)*)")
 
 
 class Policy:
@@ -56,6 +63,21 @@ class Policy:
         if resolution is None:
             raise Reply(550, "5.1.1", f"No such user here: <{address}>")
         return resolution
+
+    def check_author(self, session, message):
+        """On submission, the message's author must be the user: exactly one From: field, holding
+        exactly one address the user may send as (RFC 5322 §3.6.2 allows several authors, but
+        then no one domain owns the message; the queue signs with the From: domain's key, so a
+        forged or second From: would carry our signature, and DMARC would pass it)."""
+        if self.role not in SUBMISSION_ROLES:
+            return
+        fields = _FROM_FIELD.findall(header_block(message))
+        entries = address_list.parse(fields[0].replace(b"\r\n", b"").decode("utf-8", "replace")) if fields else []
+        if len(fields) != 1 or len(entries) != 1 or not entries[0].host:
+            raise Reply(550, "5.7.1", "The message must have one From: field with one address, your own")
+        author = f"{entries[0].mailbox}@{entries[0].host}"
+        if not self.accounts.may_send_as(session.user, author):
+            raise Reply(550, "5.7.1", f"From: <{author}> is not an address of user {session.user}")
 
     def prepare_message(self, session, transaction, queue_id, message):
         """The message as stored: our Received field first, and for submission a Date and

@@ -569,6 +569,10 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         problem = content.problem(message, self.settings.max_message_size)
         if problem is not None:
             return self._finish_refused(Reply(*problem))
+        try:
+            self.policy.check_author(self, message)
+        except Reply as refusal:
+            return self._finish_refused(refusal)
         transaction = self.transaction
         queue_id = self.delivery.new_id()
         message = self.policy.prepare_message(self, transaction, queue_id, message)
