@@ -1,11 +1,14 @@
 """[limits] max_connections: one count of open client connections over every listener.
 
 A connection over the limit gets its protocol's own "busy" line (SMTP 421, IMAP BYE, POP3 -ERR)
-and is closed, instead of being silently dropped or queued.
+and is closed, instead of being silently dropped or queued.  Every connection under the limit
+runs through flow_control.FlowControlledConnection.
 """
 
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import WrappingFactory
+
+from mailbox_appliance.flow_control import FlowControlledConnection
 
 BUSY_LINES = {
     "smtp": b"421 4.7.0 Too many connections; try again later\r\n",
@@ -31,11 +34,13 @@ class _Busy(Protocol):
 
 class LimitedFactory(WrappingFactory):
     noisy = False
+    protocol = FlowControlledConnection
 
-    def __init__(self, wrapped_factory, limit, busy_line):
+    def __init__(self, wrapped_factory, limit, busy_line, clock):
         super().__init__(wrapped_factory)
         self.limit = limit
         self.busy_line = busy_line
+        self.clock = clock
 
     def buildProtocol(self, addr):
         if self.limit.open >= self.limit.maximum:

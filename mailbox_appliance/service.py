@@ -115,6 +115,8 @@ def makeService(settings, reactor=None):
     try:
         # Mail is private: the data directory is the service user's alone (and its group's).
         os.makedirs(settings.server.data_dir, mode=0o750, exist_ok=True)
+        # Messages still arriving over SMTP, past what is kept in memory (smtp/message_buffer.py).
+        os.makedirs(settings.data_path("tmp"), mode=0o700, exist_ok=True)
         accounts = Accounts.from_settings(settings)
         tls_context = tls.context_factory(settings, Logger(namespace="mailbox_appliance.tls"))
     except FileFormatError as error:
@@ -156,7 +158,7 @@ def makeService(settings, reactor=None):
         protocol, make_factory = factories[name]
         factory = make_factory()
         factory.noisy = False
-        factory = LimitedFactory(factory, connections, BUSY_LINES[protocol])
+        factory = LimitedFactory(factory, connections, BUSY_LINES[protocol], reactor)
         if implicit_tls:
             factory = TLSMemoryBIOFactory(tls_context, False, factory)
             # The listener's own log line says what matters; Twisted's "Starting factory" is noise.

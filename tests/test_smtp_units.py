@@ -102,7 +102,7 @@ def test_throttle_delays_then_locks_out_then_forgets():
 def test_idle_session_is_closed_with_421():
     """RFC 5321 §4.5.3.2: the server may close an idle session, with 421."""
     clock = Clock()
-    settings = SessionSettings("inbound", "mx.example", 1000, 10, None, False, idle_timeout=300)
+    settings = SessionSettings("inbound", "mx.example", 1000, 10, None, False, message_dir="unused", idle_timeout=300)
     server = SMTPServer(settings, policy=None, delivery=None, gate=None, clock=clock)
     transport = StringTransport()
     server.makeConnection(transport)

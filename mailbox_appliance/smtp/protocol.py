@@ -16,6 +16,7 @@ policy's (smtp/policy.py), and storing an accepted message is the delivery's.
 
 import base64
 import binascii
+import errno
 import secrets
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
 from mailbox_appliance.interfaces import ISender
 from mailbox_appliance.message import unstuff
 from mailbox_appliance.smtp import content
+from mailbox_appliance.smtp.message_buffer import IN_MEMORY_OCTETS, MessageBuffer
 from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
 from mailbox_appliance.smtp.reply import Reply
 from mailbox_appliance.smtp.syntax import SyntaxProblem, parse_path
@@ -46,6 +48,8 @@ MAX_ERRORS = 10
 # a mailing list with stale addresses, too few to probe which addresses exist (Postfix's
 # smtpd_hard_error_limit is 20 too).
 MAX_REFUSED_RECIPIENTS = 20
+# A message that could not be kept while it arrived, or stored once it had (RFC 3463 X.3.1).
+_NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage; try again later")
 # One log line per transaction (the admin follows a message by its id).
 TRANSACTION_LINE = ("smtp {role} session {session} from {client} helo={helo} user={user} tls={tls}: "
                     "from=<{sender}> to={recipients} refused={refused} size={size} result={result} id={queue_id}")
@@ -60,7 +64,7 @@ class Transaction:
         self.declared_size = declared_size
         self.recipients = []  # (address, Resolution)
         self.refused = 0
-        self.chunks = None  # bytearray while BDAT chunks arrive
+        self.body = None  # a MessageBuffer once DATA or the first BDAT has begun
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class SessionSettings:
     max_recipients: int
     tls_context: object
     implicit_tls: bool
+    message_dir: str                  # where a message being received spills (message_buffer.py)
     idle_timeout: int = IDLE_TIMEOUT_SECONDS
 
 
@@ -117,8 +122,11 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
 
     def connectionLost(self, reason):
         self.setTimeout(None)
-        if self._mode != "closed" and self.transaction is not None:
-            self._log_transaction("disconnected")
+        if self.transaction is not None:
+            if self._mode != "closed":
+                self._log_transaction("disconnected")
+            if self.transaction.body is not None:
+                self.transaction.body.close()
         self._mode = "closed"
 
     def timeoutConnection(self):
@@ -412,7 +420,7 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
     def smtp_RCPT(self, argument):
         if self.transaction is None:
             raise Reply(503, "5.5.1", "Send MAIL first")
-        if self.transaction.chunks is not None:
+        if self.transaction.body is not None:
             raise Reply(503, "5.5.1", "RCPT is not allowed between BDAT chunks")
         address, parameters = self._parse(argument, "TO", allow_null=False)
         if parameters:
@@ -454,10 +462,11 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
 
     def smtp_DATA(self, argument):
         self._check_ready_for_data()
-        if self.transaction.chunks is not None:
+        if self.transaction.body is not None:
             raise Reply(503, "5.5.1", "DATA is not allowed after BDAT")
         self._send(354, None, "End data with <CR><LF>.<CR><LF>")
         self._mode = "data"
+        self.transaction.body = MessageBuffer(self.settings.message_dir)
         # A virtual CRLF before the first line makes the end marker always "\r\n.\r\n", even
         # for an empty message, and lets dot-unstuffing treat the first line like any other.
         self._data = bytearray(b"\r\n")
@@ -475,20 +484,36 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
             self._data += self._buffer
             self._buffer.clear()
         end = self._find_end()
+        body = self.transaction.body
         if end < 0:
-            if len(self._data) - 2 > self.settings.max_message_size:
+            if body.size + len(self._data) - 2 > self.settings.max_message_size:
                 # Too big: stop keeping it, but keep reading to the end marker so the rest of
                 # the body is never mistaken for commands.  Four octets may start the marker.
                 self._too_big = True
+                body.close()
                 self._data = self._data[-4:]
+                self._scan_from = 0
+            elif len(self._data) > IN_MEMORY_OCTETS:
+                # What has been scanned goes to the buffer (and past its size to disk); what
+                # may start the end marker stays here.
+                body.append(self._data[:self._scan_from])
+                del self._data[:self._scan_from]
                 self._scan_from = 0
             return
         self._buffer = self._data[end + 5:]
-        raw = bytes(self._data[2:end + 2])
+        if body.size:
+            body.append(self._data[:end + 2])
+            raw = body.getvalue()[2:]
+        else:
+            raw = bytes(self._data[2:end + 2])
+        body.close()
         self._data = None
         self._mode = "command"
         if self._too_big:
             self._finish_refused(Reply(552, "5.3.4", f"Message exceeds the limit of {self.settings.max_message_size} octets"))
+            return
+        if body.failed is not None:
+            self._finish_refused(_NO_SPACE)
             return
         # Most messages have no line starting with a dot: then there is nothing to unstuff, and
         # no second pass over a large body to find that out.
@@ -529,17 +554,17 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
             self._bdat_refusal = reply
         else:
             self._bdat_refusal = None
-            if self.transaction.chunks is None:
-                self.transaction.chunks = bytearray()
+            if self.transaction.body is None:
+                self.transaction.body = MessageBuffer(self.settings.message_dir)
         if self._bdat_remaining == 0:
             self._chunk_complete()
 
     def _read_chunk(self):
         take = min(self._bdat_remaining, len(self._buffer))
         if self._bdat_refusal is None and self.transaction is not None:
-            chunks = self.transaction.chunks
-            if len(chunks) + take <= self.settings.max_message_size:
-                chunks += self._buffer[:take]
+            body = self.transaction.body
+            if body.size + take <= self.settings.max_message_size:
+                body.append(bytes(self._buffer[:take]))
             else:
                 self._bdat_refusal = Reply(552, "5.3.4", f"Message exceeds the limit of {self.settings.max_message_size} octets")
         del self._buffer[:take]
@@ -554,9 +579,13 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
             if self.transaction is not None and reply.code == 552:
                 return self._finish_refused(reply)
             return self._reply(reply)
+        body = self.transaction.body
         if not self._bdat_last:
-            return self._send(250, "2.0.0", f"{len(self.transaction.chunks)} octets received")
-        message = bytes(self.transaction.chunks)
+            return self._send(250, "2.0.0", f"{body.size} octets received")
+        message = body.getvalue()
+        body.close()
+        if body.failed is not None:
+            return self._finish_refused(_NO_SPACE)
         self._message_complete(message)
 
     def _finish_refused(self, reply):
@@ -598,8 +627,8 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         self.log.failure("smtp session {session}: could not store message {queue_id}", failure,
                          session=self.session_id, queue_id=queue_id)
         self._log_transaction("451 not stored", queue_id, transaction, size)
-        if isinstance(failure.value, OSError) and failure.value.errno == 28:  # ENOSPC
-            return self._resume(452, "4.3.1", "Insufficient system storage; try again later")
+        if isinstance(failure.value, OSError) and failure.value.errno == errno.ENOSPC:
+            return self._resume(_NO_SPACE.code, _NO_SPACE.status, _NO_SPACE.text)
         self._resume(451, "4.3.0", "Local error in processing; try again later")
 
     def _log_transaction(self, result, queue_id=None, transaction=None, size=None):

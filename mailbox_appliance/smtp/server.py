@@ -18,6 +18,7 @@ class SMTPFactory(ServerFactory):
             # On 465 TLS is already there: STARTTLS is not offered (RFC 8314 §3.3).
             tls_context=None if role == "submissions" else tls_context,
             implicit_tls=role == "submissions",
+            message_dir=settings.data_path("tmp"),
         )
         self.policy = Policy(role, accounts)
         self.gate = gate
