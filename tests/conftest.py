@@ -98,6 +98,16 @@ def office(tmp_path):
 
 
 @pytest.fixture
+def session(office):
+    """alice's IMAP session over implicit TLS, logged in (imapclient.Session)."""
+    from imapclient import Session
+
+    running = Session(office)
+    yield running
+    running.close()
+
+
+@pytest.fixture
 def config_path(tmp_path):
     return write_config(str(tmp_path))
 

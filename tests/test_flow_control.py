@@ -8,6 +8,7 @@ flat; other clients are served meanwhile.
 
 import socket
 import ssl
+import zlib
 
 import pytest
 from twisted.internet.task import Clock
@@ -16,7 +17,7 @@ from twisted.protocols.policies import WrappingFactory
 
 import imapclient
 from conftest import unverified_tls
-from mailbox_appliance.flow_control import LINGER_SECONDS, FlowControlledConnection
+from mailbox_appliance.flow_control import INFLATE_STEP, LINGER_SECONDS, FlowControlledConnection
 
 CHUNK = 256 * 1024
 # Far more than loopback's kernel buffers on both ends can hold (tcp_rmem's maximum is 32 MB on
@@ -26,12 +27,13 @@ STALL_SECONDS = 3                      # the bound on waiting for the server to 
 RSS_GROWTH_LIMIT = 48 * 1024 * 1024
 
 
-def rss(office):
+def rss(office, field="VmRSS"):
+    """The appliance's resident memory in octets (VmHWM: its peak so far)."""
     with open(f"/proc/{office.appliance.process.pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    raise AssertionError("no " + field)
 
 
 def flood(sock, command):
@@ -104,10 +106,10 @@ class _Factory(WrappingFactory):
         self.clock = clock
 
 
-def _connection():
+def _connection(session=None):
     clock = Clock()
     transport = StringTransport()
-    session = _Session()
+    session = session or _Session()
     connection = FlowControlledConnection(_Factory(clock), session)
     connection.makeConnection(transport)
     return clock, transport, connection, session
@@ -153,3 +155,27 @@ def test_a_close_the_client_never_lets_finish_is_aborted():
     assert not aborted and transport.disconnecting
     clock.advance(1)
     assert aborted == [True]
+
+
+class _PausingSession(_Session):
+    """Stops reading after each delivery, as a session does while a command is answered."""
+
+    def dataReceived(self, data):
+        super().dataReceived(data)
+        self.transport.pauseProducing()
+
+
+def test_compressed_input_is_inflated_a_step_at_a_time_while_the_session_takes_it():
+    clock, transport, connection, session = _connection(_PausingSession())
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    bomb = deflater.compress(b"x" * (64 * 1024 * 1024)) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    connection.start_compression(b"")
+    clock.advance(0)
+    connection.dataReceived(bomb)                  # 64 KB in, 64 MB once inflated
+    assert sum(map(len, session.received)) == INFLATE_STEP
+    assert transport.producerState == "paused"
+    for _ in range(3):
+        connection.resumeProducing()
+    assert sum(map(len, session.received)) == 4 * INFLATE_STEP
+    connection.write(b"* OK\r\n")
+    assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(transport.value()) == b"* OK\r\n"

@@ -5,16 +5,7 @@ SEARCH HEADER "", address searches, LSUB parents, ID with long values."""
 import base64
 import re
 
-import pytest
-
 import imapclient
-
-
-@pytest.fixture
-def session(office):
-    running = imapclient.Session(office)
-    yield running
-    running.close()
 
 
 def _deliver(office, message):

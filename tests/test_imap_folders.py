@@ -2,16 +2,7 @@
 
 import os
 
-import pytest
-
 import imapclient
-
-
-@pytest.fixture
-def session(office):
-    running = imapclient.Session(office)
-    yield running
-    running.close()
 
 
 def listed(session, command=b'LIST "" "*"'):

@@ -6,13 +6,6 @@ import pytest
 import imapclient
 
 
-@pytest.fixture
-def session(office):
-    running = imapclient.Session(office)
-    yield running
-    running.close()
-
-
 def test_list_wildcards_that_backtracked_are_answered(session):
     session.ok(b"CREATE " + b"a" * 200)
     for pattern in (b"*" * 60 + b"z", b"*a" * 100 + b"z", b"%*" * 500 + b"z"):

@@ -50,9 +50,13 @@ def _mbsync(office, tmp_path):
     config = tmp_path / "mbsyncrc"
     config.write_text(CONFIG.format(port=office.ports["imaps"], password=PASSWORD, local=tmp_path / "local",
                                     certificate=os.path.join(office.data_dir, "tls", "certificate.pem")))
-    done = subprocess.run(["mbsync", "-c", str(config), "-a"], capture_output=True, text=True,
+    # -Dn: mbsync prints the IMAP dialogue (after compression, as it reads and writes it).
+    done = subprocess.run(["mbsync", "-Dn", "-c", str(config), "-a"], capture_output=True, text=True,
                           timeout=SYNC_TIMEOUT_SECONDS, env={**os.environ, "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stdout + done.stderr
+    # isync 1.4 asks for COMPRESS=DEFLATE (RFC 4978) whenever it is offered: the whole sync ran
+    # compressed.
+    assert "OK DEFLATE active" in done.stdout, done.stdout[-3000:]
 
 
 def _local(tmp_path, folder):

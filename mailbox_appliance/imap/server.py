@@ -9,7 +9,7 @@ here, because Twisted's versions are wrong for our users:
 * STARTTLS drops whatever was pipelined behind it in plaintext;
 * LOGIN and AUTHENTICATE PLAIN only over TLS, failures throttled per client address;
 * literals, with LITERAL+ and size caps (literals.py);
-* ID (RFC 2971);
+* ID (RFC 2971), COMPRESS=DEFLATE (RFC 4978; the connection, flow_control.py, inflates and deflates);
 * every folder and message command (folder_commands.py, message_commands.py).
 """
 
@@ -123,6 +123,8 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"ESORT",                                           # RFC 5267 §3.2
             b"APPENDLIMIT=%d" % self.factory.max_message_size,  # RFC 7889
         ]
+        if self.state in ("auth", "select"):
+            caps.append(b"COMPRESS=DEFLATE")                    # RFC 4978 §3: once logged in
         return caps
 
     # -- one command at a time ----------------------------------------------------------------
@@ -339,6 +341,19 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         self.sendPositiveResponse(tag, b"ENABLE completed")
 
     auth_ENABLE = select_ENABLE = (do_ENABLE, IMAP4Server.arg_line)
+
+    def do_COMPRESS(self, tag, mechanism):
+        """RFC 4978: compression starts right after the tagged OK's CRLF, in both directions;
+        the connection (flow_control.py) inflates and deflates."""
+        if mechanism.upper() != b"DEFLATE":
+            self.sendBadResponse(tag, b"Only COMPRESS DEFLATE is offered")
+        elif self.transport.compressing:
+            self.sendNegativeResponse(tag, b"[COMPRESSIONACTIVE] DEFLATE is active already")
+        else:
+            self.sendPositiveResponse(tag, b"DEFLATE active")
+            self.transport.start_compression(self.clearLineBuffer())
+
+    auth_COMPRESS = select_COMPRESS = (do_COMPRESS, IMAP4Server.arg_atom)
 
     def do_NOOP(self, tag):
         if self.selection is not None:
