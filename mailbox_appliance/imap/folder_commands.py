@@ -278,10 +278,17 @@ class FolderCommands:
         except TooManyKeywords:
             self.refuse(tag, "No more keywords fit in this folder", "LIMIT")
             return
+        contents = [literal.read() for _letters, _date, literal in prepared]
+        if any(b"\0" in content for content in contents):
+            # RFC 3516 §4.4: a store that cannot keep binary content fails the APPEND so.  A NUL
+            # cannot be served back in a BODY[] literal (RFC 3501 §4.3), and Maildir lines are
+            # read with CRLF restored, which binary content would not survive.
+            self.refuse(tag, "Binary content (NUL octets) cannot be stored; send it base64-encoded", "UNKNOWN-CTE")
+            return
         uids = []
         try:
-            for letters, internal_date, literal in prepared:
-                uids.append(folder.append(literal.read(), letters, internal_date))
+            for (letters, internal_date, _literal), content in zip(prepared, contents):
+                uids.append(folder.append(content, letters, internal_date))
         except BaseException:
             folder.remove(uids)           # RFC 3502 §6: none of them, if not all
             raise

@@ -25,15 +25,18 @@ __all__ = ["LiteralArguments", "Literal", "MAX_STRING_LITERAL_OCTETS"]
 # APPEND message is capped by [limits] max_message_size instead.
 MAX_STRING_LITERAL_OCTETS = 4096
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}\Z")
+# APPEND's message may also come as literal8 (RFC 3516 §4.4, with "+" RFC 7888 §4): octets a
+# literal may not hold (NUL) allowed.
+_MESSAGE_LITERAL = re.compile(rb"~?\{(\d+)(\+?)\}\Z")
 
 
 class Literal(bytes):
     """A string that came as an IMAP literal or quoted string: never a keyword or an atom."""
 
 
-def _marker(text, whole=True):
+def _marker(text, whole=True, pattern=_LITERAL):
     """(size, synchronizing) if *text* is (or, unless *whole*, ends with) ``{n}`` or ``{n+}``."""
-    match = (_LITERAL.fullmatch if whole else _LITERAL.search)(text or b"")
+    match = (pattern.fullmatch if whole else pattern.search)(text or b"")
     return None if match is None else (int(match.group(1)), not match.group(2))
 
 
@@ -53,11 +56,12 @@ class LiteralArguments:
         return self.string_literal(size, synchronizing)
 
     def arg_literal(self, line):
-        """APPEND's message literal, capped by the message size limit."""
-        marker = _marker(line)
+        """APPEND's message literal (or literal8), capped by the message size limit."""
+        marker = _marker(line, pattern=_MESSAGE_LITERAL)
         if marker is None:
             # Only {digits} or {digits+} is a literal: anything else is BAD, never Twisted's int().
-            raise IllegalClientResponse("APPEND wants a literal: {digits} or {digits+} (RFC 3501 §4.3, RFC 7888)")
+            raise IllegalClientResponse("APPEND wants a literal: {digits}, {digits+} or ~{digits} "
+                                        "(RFC 3501 §4.3, RFC 7888, RFC 3516)")
         size, synchronizing = marker
         limit = self.factory.max_message_size
         if size <= limit:

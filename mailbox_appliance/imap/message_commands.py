@@ -1,5 +1,6 @@
 """Message commands of the selected state (RFC 3501 §6.4): FETCH, STORE, SEARCH, COPY, EXPUNGE,
-their UID forms, UID EXPUNGE (RFC 4315), MOVE (RFC 6851) and SORT (RFC 5256).
+their UID forms, UID EXPUNGE (RFC 4315), MOVE (RFC 6851), SORT and THREAD (RFC 5256), BINARY
+(RFC 3516: FETCH BINARY[...] and BINARY.SIZE; the attributes are parsed in fetch_items.py).
 
 A mix-in for imap.server.IMAPServer replacing Twisted's versions, which read every message object
 to answer FETCH FLAGS, returned whole bodies labelled as partial, never set \\Seen for BODY[], and
@@ -13,7 +14,8 @@ from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.names import FLAG_SEEN
 from mailbox_appliance.message import to_crlf
 
-from . import search, sort, thread
+from . import search, sort, thread, transfer_encoding
+from .fetch_items import parse_fetch_items
 from .literals import LiteralArguments
 from .response import encode, flag_list, internal_date, string, uid_set
 from .selection import BadSequence, parse_sequence_set
@@ -43,39 +45,33 @@ def _esearch(tag, numbers, options, uid, ordered):
     return b" ".join(parts)
 
 
-def _section_label(part):
-    """The BODY[...] label of a FETCH response item, as RFC 3501 §7.4.2 spells it."""
-    numbers = ".".join(str(number + 1) for number in part.part)
-    if part.header is not None:
-        text = "HEADER"
-        if part.header.fields:
-            names = " ".join(bytes(name).decode("ascii", "replace") for name in part.header.fields)
-            text += (".FIELDS.NOT" if part.header.negate else ".FIELDS") + " (" + names + ")"
-    elif part.text is not None:
-        text = "TEXT"
-    elif part.mime is not None:
-        text = "MIME"
-    else:
-        text = ""
-    section = ".".join(piece for piece in (numbers, text) if piece)
-    return ("BODY[%s]" % section).encode("ascii")
-
-
-def _section(message, part):
-    """The octets a BODY[section] names (RFC 3501 §6.4.5)."""
-    numbers = [number + 1 for number in part.part]
-    if part.header is not None:
-        inner = message.message_at(numbers)
-        if part.header.fields:
-            return inner.header_fields(part.header.fields, part.header.negate)
-        return inner.header
-    if part.text is not None:
-        return message.message_at(numbers).body
-    if part.mime is not None:
+def _section(message, item):
+    """The octets a BODY[section] or BINARY[section] names (RFC 3501 §6.4.5, RFC 3516 §4.2):
+    for BINARY, with the part's Content-Transfer-Encoding undone."""
+    numbers = list(item.part)
+    if item.kind != "section":
         if not numbers:
-            raise SectionError("MIME needs a part number")
+            return message.data
+        part = message.part(numbers)
+        return transfer_encoding.decode(part.transfer_encoding, part.body)
+    if item.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        inner = message.message_at(numbers)
+        if item.fields:
+            return inner.header_fields(item.fields, item.text == "HEADER.FIELDS.NOT")
+        return inner.header
+    if item.text == "TEXT":
+        return message.message_at(numbers).body
+    if item.text == "MIME":
         return message.part(numbers).header
     return message.content(numbers)
+
+
+def _literal(data):
+    """A string for a FETCH response: literal8 (RFC 3516 §4.2) when it holds a NUL, which a
+    literal may not (RFC 3501 §4.3)."""
+    if not data:
+        return b'""'
+    return (b"~{%d}\r\n" if b"\0" in data else b"{%d}\r\n") % len(data) + data
 
 
 class MessageCommands:
@@ -104,11 +100,9 @@ class MessageCommands:
         if chosen is None:
             return
         folder = self.selection.folder
-        marks_seen = not self.selection.readonly and any(
-            item.type in ("rfc822", "rfc822text") or (item.type == "body" and not item.peek and (
-                item.empty or item.header is not None or item.text is not None or item.mime is not None))
-            for item in query)
+        marks_seen = not self.selection.readonly and any(item.marks_seen() for item in query)
         batch = [line + b"\r\n" for line in self.selection.keyword_lines()]
+        with_uid = uid or any(item.kind == "uid" for item in query)
         for number, message_uid in chosen:
             message = folder.messages.get(message_uid)
             if message is None:
@@ -118,8 +112,14 @@ class MessageCommands:
                 flags_too = True
             else:
                 flags_too = False
-            batch.append(b"* %d FETCH (%s)\r\n" % (number, self._fetch_items(
-                message, query, uid or any(item.type == "uid" for item in query), flags_too)))
+            try:
+                items = self._fetch_items(message, query, with_uid, flags_too)
+            except transfer_encoding.UnknownEncoding as unknown:
+                self.transport.write(b"".join(batch))
+                self.sendNegativeResponse(tag, b"[UNKNOWN-CTE] Content-Transfer-Encoding %s of message %d "
+                                               b"cannot be decoded" % (str(unknown).encode("ascii", "replace"), number))
+                return
+            batch.append(b"* %d FETCH (%s)\r\n" % (number, items))
             if len(batch) >= 1000:
                 self.transport.write(b"".join(batch))
                 batch = []
@@ -137,10 +137,10 @@ class MessageCommands:
             return parsed[0]
 
         items = [b"UID %d" % message.uid] if with_uid else []
-        if flags_too and not any(item.type == "flags" for item in query):
+        if flags_too and not any(item.kind == "flags" for item in query):
             items.append(b"FLAGS " + flag_list(self.selection.flags_of(message.uid)))
         for item in query:
-            kind = item.type
+            kind = item.kind
             if kind == "uid":
                 continue
             if kind == "flags":
@@ -159,26 +159,29 @@ class MessageCommands:
                 items.append(b"RFC822.HEADER " + string(whole().header))
             elif kind == "rfc822text":
                 items.append(b"RFC822.TEXT " + string(whole().body))
-            elif kind == "body" and not (item.empty or item.header is not None or item.text is not None
-                                         or item.mime is not None):
+            elif kind == "body":
                 items.append(b"BODY " + encode(whole().structure(extended=False)))
             else:
-                items.append(self._body_section(whole(), item))
+                items.append(self._section_item(whole(), item))
         return b" ".join(items)
 
-    def _body_section(self, message, item):
+    def _section_item(self, message, item):
         try:
             data = _section(message, item)
         except SectionError:
             data = b""                # RFC 3501 §6.4.5 leaves it open; an empty string is safe
-        label = _section_label(item)
-        if item.partialBegin is not None:
+        if item.kind == "binarysize":
+            return item.label() + b" %d" % len(data)
+        if item.partial is not None:
             # RFC 3501 §6.4.5: octets origin..origin+length; the reply names only the origin.
-            data = data[item.partialBegin:item.partialBegin + item.partialLength]
-            label += b"<%d>" % item.partialBegin
-        return label + b" " + (b'""' if not data else b"{%d}\r\n" % len(data) + data)
+            origin, length = item.partial
+            data = data[origin:origin + length]
+        return item.label() + b" " + _literal(data)
 
-    select_FETCH = (do_FETCH, arg_seqset, IMAP4Server.arg_fetchatt)
+    def arg_fetch_items(self, line):
+        return parse_fetch_items(line)
+
+    select_FETCH = (do_FETCH, arg_seqset, arg_fetch_items)
 
     # -- STORE (RFC 3501 §6.4.6) --------------------------------------------------------------
 

@@ -10,6 +10,8 @@ here, because Twisted's versions are wrong for our users:
 * LOGIN and AUTHENTICATE PLAIN only over TLS, failures throttled per client address;
 * literals, with LITERAL+ and size caps (literals.py);
 * ID (RFC 2971), COMPRESS=DEFLATE (RFC 4978; the connection, flow_control.py, inflates and deflates);
+* FETCH items, parsed by fetch_items.py rather than Twisted's parser, which has no BINARY (RFC 3516)
+  and reads a partial's bounds without limit;
 * every folder and message command (folder_commands.py, message_commands.py).
 """
 
@@ -121,6 +123,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"THREAD=REFERENCES",                               # RFC 5256
             b"ESEARCH",                                         # RFC 4731 (message_commands.py)
             b"ESORT",                                           # RFC 5267 §3.2
+            b"BINARY",                                          # RFC 3516 (fetch_items.py)
             b"APPENDLIMIT=%d" % self.factory.max_message_size,  # RFC 7889
         ]
         if self.state in ("auth", "select"):
@@ -295,12 +298,6 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         self._refuse_login(tag, failure.value.reason)
 
     # -- arguments ----------------------------------------------------------------------------
-
-    def arg_fetchatt(self, line):
-        try:
-            return super().arg_fetchatt(line)
-        except Exception as error:
-            raise IllegalClientResponse("Bad FETCH attributes: %s" % error) from None
 
     # -- commands of any state ----------------------------------------------------------------
 

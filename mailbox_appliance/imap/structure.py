@@ -80,6 +80,12 @@ class Part:
         return self.fields.get_content_type()
 
     @property
+    def transfer_encoding(self):
+        """The Content-Transfer-Encoding value, or None (RFC 2045 §6.1: 7bit then)."""
+        value = self._value("content-transfer-encoding")
+        return None if value is None else value.decode("ascii", "replace")
+
+    @property
     def is_multipart(self):
         return self.content_type.startswith("multipart/")
 
