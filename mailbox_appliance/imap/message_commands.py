@@ -8,6 +8,8 @@ searched by fetching everything.  Here FLAGS, UID and RFC822.SIZE come from file
 is read only when the client asks for its contents.
 """
 
+import re
+
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
 from mailbox_appliance.maildir.flags import TooManyKeywords
@@ -24,13 +26,16 @@ from .structure import Part, SectionError
 __all__ = ["MessageCommands"]
 
 _CHARSETS = {None: "us-ascii", b"US-ASCII": "us-ascii", b"UTF-8": "utf-8"}
-_RETURN_OPTIONS = frozenset((b"MIN", b"MAX", b"ALL", b"COUNT"))     # RFC 4731 §3.1
+# RFC 4731 §3.1; RFC 5267 §4: UPDATE, CONTEXT (a hint), PARTIAL low:high.
+_RETURN_OPTIONS = frozenset((b"MIN", b"MAX", b"ALL", b"COUNT", b"UPDATE", b"CONTEXT", b"PARTIAL"))
+_PARTIAL_RANGE = re.compile(rb"([1-9][0-9]{0,9}):([1-9][0-9]{0,9})\Z")
 
 
 def _esearch(tag, numbers, options, uid, ordered):
-    """``ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set`` for *numbers* (RFC 4731 §3.1):
-    an empty result has only its COUNT.  For SORT (*ordered*, RFC 5267 §3.2) MIN and MAX are the
-    first and last in sort order and ALL keeps that order."""
+    """``ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set PARTIAL (l:h set)`` for *numbers*
+    (RFC 4731 §3.1, RFC 5267 §4.4): an empty result has only its COUNT and PARTIAL.  For SORT
+    (*ordered*, RFC 5267 §3.2) MIN and MAX are the first and last in sort order and ALL and
+    PARTIAL keep that order."""
     parts = [b"ESEARCH (TAG " + string(tag) + b")"] + ([b"UID"] if uid else [])
     if numbers:
         first, last = (numbers[0], numbers[-1]) if ordered else (min(numbers), max(numbers))
@@ -42,6 +47,10 @@ def _esearch(tag, numbers, options, uid, ordered):
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and b"ALL" in options:
         parts.append(b"ALL " + uid_set(numbers))
+    if b"PARTIAL" in options:
+        low, high = options[b"PARTIAL"]
+        chosen = numbers[low - 1:high]
+        parts.append(b"PARTIAL (%d:%d %s)" % (low, high, uid_set(chosen) if chosen else b"NIL"))
     return b" ".join(parts)
 
 
@@ -108,7 +117,7 @@ class MessageCommands:
             if message is None:
                 continue              # expunged elsewhere; this session hears of it later
             if marks_seen and FLAG_SEEN not in message.letters:
-                folder.set_letters([message_uid], {FLAG_SEEN}, 1, origin=self.selection)
+                self.selection.set_letters([message_uid], {FLAG_SEEN}, 1)
                 flags_too = True
             else:
                 flags_too = False
@@ -202,7 +211,7 @@ class MessageCommands:
             self.refuse(tag, "No more keywords fit in this folder", "LIMIT")
             return
         direction = {b"+": 1, b"-": -1}.get(mode[:1], 0)
-        folder.set_letters([message_uid for _n, message_uid in chosen], letters, direction, origin=self.selection)
+        self.selection.set_letters([message_uid for _n, message_uid in chosen], letters, direction)
         folder.save(rewrite=False)
         for line in self.selection.keyword_lines():
             self.sendLine(line)
@@ -218,18 +227,22 @@ class MessageCommands:
 
     # -- SEARCH (RFC 3501 §6.4.4) -------------------------------------------------------------
 
-    def _search(self, tag, charset, pieces):
-        """[(number, uid)] matching the search keys, or None once the command is answered."""
+    def _predicate(self, tag, charset, pieces):
+        """The search keys as a predicate (search.parse_search), or None once answered."""
         charset = charset.upper() if charset else None
         if charset not in _CHARSETS:
             self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] Unknown charset")
             return None
         try:
-            predicate = search.parse_search(pieces, _CHARSETS[charset])
+            return search.parse_search(pieces, _CHARSETS[charset])
         except search.SearchError as error:
             self.sendBadResponse(tag, str(error).encode())
             return None
-        return search.run(self.selection, predicate)
+
+    def _search(self, tag, charset, pieces):
+        """[(number, uid)] matching the search keys, or None once the command is answered."""
+        predicate = self._predicate(tag, charset, pieces)
+        return None if predicate is None else search.run(self.selection, predicate)
 
     def _answer_numbers(self, tag, name, found, uid, options):
         """SEARCH or SORT's answer: the numbers (or UIDs) in *found*'s order, or with RETURN
@@ -243,29 +256,65 @@ class MessageCommands:
 
     def arg_return_options(self, line):
         """The optional ``RETURN (option ...)`` before SEARCH or SORT's arguments (RFC 4731 §3.1,
-        RFC 5267 §3): a frozenset of option names (``RETURN ()`` means ALL), or None."""
+        RFC 5267 §3-4): {option name: its argument or None} (``RETURN ()`` means ALL), or None.
+        PARTIAL's range is (low, high), given either way round (RFC 5267 §4.4)."""
         if line[:7].upper() != b"RETURN ":
             return None, line
         rest = line[7:].lstrip(b" ")
         end = rest.find(b")")
         if not rest.startswith(b"(") or end < 0:
             raise IllegalClientResponse("RETURN wants a parenthesised list of options")
-        options = frozenset(option.upper() for option in rest[1:end].split()) or frozenset((b"ALL",))
-        unknown = options - _RETURN_OPTIONS
-        if unknown:
-            raise IllegalClientResponse("Unknown RETURN option %s" % b" ".join(sorted(unknown)).decode("ascii", "replace"))
-        return options, rest[end + 1:].lstrip(b" ")
+        words = iter(rest[1:end].split())
+        options = {}
+        for word in words:
+            option = word.upper()
+            if option not in _RETURN_OPTIONS:
+                raise IllegalClientResponse("Unknown RETURN option %s" % option.decode("ascii", "replace"))
+            options[option] = None
+            if option == b"PARTIAL":
+                match = _PARTIAL_RANGE.match(next(words, b""))
+                if match is None:
+                    raise IllegalClientResponse("PARTIAL wants a range low:high of positions from 1")
+                options[option] = tuple(sorted(int(bound) for bound in match.groups()))
+        return options or {b"ALL": None}, rest[end + 1:].lstrip(b" ")
 
     def do_SEARCH(self, tag, options, charset, pieces, uid=False):
-        found = self._search(tag, charset, pieces)
-        if found is not None:
-            self._answer_numbers(tag, b"SEARCH", found, uid, options)
+        predicate = self._predicate(tag, charset, pieces)
+        if predicate is None:
+            return
+        found = search.run(self.selection, predicate)
+        if options is not None and b"UPDATE" in options:
+            # RFC 5267 §4.2: keep the result current, or say NOUPDATE.
+            kept = self.selection.searches.keep(tag, search.judge(self.selection, predicate), uid,
+                                                [message_uid for _n, message_uid in found])
+            if not kept:
+                self.sendPositiveResponse(None, b"[NOUPDATE " + string(tag) + b"] Too many searches kept")
+        self._answer_numbers(tag, b"SEARCH", found, uid, options)
+
+    def do_CANCELUPDATE(self, tag, line):
+        """RFC 5267 §4.3: stop the updates of the searches these tags made."""
+        try:
+            tags = [bytes(token) for token in search.tokenize([line]) if not isinstance(token, str)]
+        except search.SearchError:
+            tags = []
+        if not tags:
+            raise IllegalClientResponse("CANCELUPDATE wants the tags of searches made with RETURN (UPDATE)")
+        unknown = self.selection.searches.cancel(tags)
+        if unknown:
+            self.sendBadResponse(tag, b"No search kept for tag " + string(unknown[0]))
+            return
+        self.sendPositiveResponse(tag, b"CANCELUPDATE completed")
+
+    select_CANCELUPDATE = (do_CANCELUPDATE, IMAP4Server.arg_line)
 
     select_SEARCH = (do_SEARCH, arg_return_options, IMAP4Server.opt_charset, LiteralArguments.arg_text_with_literals)
 
     # -- SORT (RFC 5256 §3) -------------------------------------------------------------------
 
     def do_SORT(self, tag, options, criteria, charset, pieces, uid=False):
+        if options is not None and b"UPDATE" in options:
+            self.sendBadResponse(tag, b"RETURN (UPDATE) is for SEARCH; CONTEXT=SORT is not offered")
+            return
         try:
             keys = sort.parse_criteria(criteria)
         except sort.SortError as error:

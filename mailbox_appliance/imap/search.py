@@ -21,7 +21,7 @@ from .literals import Literal
 from .response import MONTHS
 from .selection import BadSequence, parse_sequence_set
 
-__all__ = ["SearchError", "parse_search", "run", "tokenize"]
+__all__ = ["SearchError", "judge", "parse_search", "run", "tokenize"]
 
 _TOKEN = re.compile(rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^\s()"]+))')
 _SIMPLE_FLAGS = {"ANSWERED": "\\Answered", "DELETED": "\\Deleted", "DRAFT": "\\Draft",
@@ -320,6 +320,11 @@ def _all(predicates):
 def parse_search(pieces, charset="us-ascii"):
     """A predicate over Candidate for the search text (see tokenize for *pieces*)."""
     return _Parser(tokenize(pieces), charset).keys()
+
+
+def judge(selection, predicate):
+    """*predicate* as a test of one message of the view by (sequence number, uid)."""
+    return lambda number, uid: predicate(Candidate(selection, number, uid))
 
 
 def run(selection, predicate):

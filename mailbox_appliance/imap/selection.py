@@ -16,6 +16,7 @@ from mailbox_appliance.maildir.flags import SYSTEM_FLAGS, to_flags
 from mailbox_appliance.maildir.keywords import MAX_KEYWORDS
 
 from .response import flag_list
+from .search_context import SearchUpdates
 
 __all__ = ["Selection", "parse_sequence_set", "BadSequence"]
 
@@ -55,6 +56,7 @@ class Selection:
         self._expunged = set()
         self._changed = set()
         self._keywords_told = None
+        self.searches = SearchUpdates()     # CONTEXT=SEARCH (RFC 5267 §4)
 
     def close(self):
         self.folder.remove_listener(self)
@@ -64,6 +66,7 @@ class Selection:
     def messages_added(self, uids, recent):
         self._added.extend(uids)
         self.recent |= recent
+        self.searches.touched(uids)
         self.on_change()
 
     def messages_expunged(self, uids):
@@ -72,7 +75,13 @@ class Selection:
 
     def flags_changed(self, uids):
         self._changed.update(uids)
+        self.searches.touched(uids)
         self.on_change()
+
+    def set_letters(self, uids, letters, mode):
+        """This session's STORE or implicit \\Seen: other sessions hear of it from the folder;
+        this one's own kept searches are judged again."""
+        self.searches.touched(self.folder.set_letters(uids, letters, mode, origin=self))
 
     # -- sequence numbers ---------------------------------------------------------------------
 
@@ -131,6 +140,7 @@ class Selection:
         if allow_expunge and self._expunged:
             unseen = self._expunged.intersection(self._added)
             self._added = [uid for uid in self._added if uid not in unseen]
+            lines.extend(self.searches.expunged_lines(self._expunged - unseen, self.sequence_of))
             for index in sorted((bisect_left(self.uids, uid) for uid in self._expunged - unseen), reverse=True):
                 if index < len(self.uids) and self.uids[index] in self._expunged:
                     lines.append(b"* %d EXPUNGE" % (index + 1))
@@ -148,4 +158,5 @@ class Selection:
             if number is not None and uid in self.folder.messages:
                 lines.append(b"* %d FETCH (FLAGS %s UID %d)" % (number, flag_list(self.flags_of(uid)), uid))
         self._changed = set()
+        lines.extend(self.searches.changed_lines(self.folder.messages.__contains__, self.sequence_of))
         return lines

@@ -123,6 +123,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"THREAD=REFERENCES",                               # RFC 5256
             b"ESEARCH",                                         # RFC 4731 (message_commands.py)
             b"ESORT",                                           # RFC 5267 §3.2
+            b"CONTEXT=SEARCH",                                  # RFC 5267 §4 (search_context.py)
             b"BINARY",                                          # RFC 3516 (fetch_items.py)
             b"APPENDLIMIT=%d" % self.factory.max_message_size,  # RFC 7889
         ]
