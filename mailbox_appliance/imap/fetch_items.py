@@ -12,6 +12,8 @@ from typing import Optional, Tuple
 
 from twisted.mail.imap4 import IllegalClientResponse
 
+from . import transfer_encoding
+
 __all__ = ["FetchItem", "parse_fetch_items"]
 
 _SIMPLE = {
@@ -54,6 +56,28 @@ class FetchItem:
         """RFC 3501 §6.4.5: BODY[...] and RFC822(.TEXT) set \\Seen; .PEEK and the rest do not
         (RFC 3516 §4.2: BINARY like BODY)."""
         return self.kind in ("rfc822", "rfc822text") or (self.kind in ("section", "binary") and not self.peek)
+
+    def octets(self, message):
+        """The octets a BODY[section] or BINARY[section] names in *message* (structure.Part;
+        RFC 3501 §6.4.5, RFC 3516 §4.2), before any partial: for BINARY, with the part's
+        Content-Transfer-Encoding undone.  Raises structure.SectionError for a part the message
+        does not have, transfer_encoding.UnknownEncoding for BINARY of an encoding we cannot undo."""
+        numbers = list(self.part)
+        if self.kind != "section":
+            if not numbers:
+                return message.data
+            part = message.part(numbers)
+            return transfer_encoding.decode(part.transfer_encoding, part.body)
+        if self.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            inner = message.message_at(numbers)
+            if self.fields:
+                return inner.header_fields(self.fields, self.text == "HEADER.FIELDS.NOT")
+            return inner.header
+        if self.text == "TEXT":
+            return message.message_at(numbers).body
+        if self.text == "MIME":
+            return message.part(numbers).header
+        return message.content(numbers)
 
     def label(self):
         """The name of this item in the FETCH response (RFC 3501 §7.4.2, RFC 3516 §4.2)."""

@@ -16,6 +16,7 @@ from mailbox_appliance.maildir.names import FLAG_SEEN
 
 from . import search
 from .account import FolderError, canonical
+from .catenate import BadURL, Catenation
 from .literals import Literal, LiteralArguments
 from .response import flag_list, string, uid_set
 from .selection import Selection
@@ -267,18 +268,28 @@ class FolderCommands:
     # -- APPEND (RFC 3501 §6.3.11, APPENDUID RFC 4315 §3) -------------------------------------
 
     def do_APPEND(self, tag, raw_name, messages):
-        """APPEND, of one message or several (RFC 3502 MULTIAPPEND): all are stored, or none."""
+        """APPEND, of one message or several (RFC 3502 MULTIAPPEND), each a literal or a
+        CATENATE (RFC 4469): all are stored, or none."""
         folder = self.open_folder(tag, raw_name, missing="TRYCREATE")
         if folder is None:
             return
         try:
             prepared = [(folder.flag_letters([bytes(f).decode("ascii", "replace") for f in flags or ()]),
-                         None if date is None else _append_date(date), literal)
-                        for flags, date, literal in messages]
+                         None if date is None else _append_date(date), content)
+                        for flags, date, content in messages]
         except TooManyKeywords:
             self.refuse(tag, "No more keywords fit in this folder", "LIMIT")
             return
-        contents = [literal.read() for _letters, _date, literal in prepared]
+        limit = self.factory.max_message_size
+        try:
+            contents = [content.assemble(self.account, limit) if isinstance(content, Catenation) else content.read()
+                        for _letters, _date, content in prepared]
+        except BadURL as error:
+            self.sendNegativeResponse(tag, b"[BADURL " + string(error.url) + b"] " + error.reason.encode())
+            return
+        except OverflowError:
+            self.refuse(tag, "Message larger than %d octets" % limit, "TOOBIG")
+            return
         if any(b"\0" in content for content in contents):
             # RFC 3516 §4.4: a store that cannot keep binary content fails the APPEND so.  A NUL
             # cannot be served back in a BODY[] literal (RFC 3501 §4.3), and Maildir lines are
@@ -295,18 +306,42 @@ class FolderCommands:
         self.sendPositiveResponse(tag, b"[APPENDUID %d %s] APPEND completed" % (folder.uidvalidity, uid_set(uids)))
 
     def arg_append_messages(self, line):
-        """APPEND's messages: one or more of [(flags)] [date-time] literal (RFC 3502 §6.3.11),
-        each read as it comes; [(flags, date, literal file)]."""
+        """APPEND's messages: one or more of [(flags)] [date-time] and a literal or
+        ``CATENATE (part ...)`` (RFC 3502 §6.3.11, RFC 4469 §5), each read as it comes;
+        [(flags, date, literal file or Catenation)]."""
         messages = []
 
         def one(line):
             flags, line = IMAP4Server.opt_plist(self, line)
             date, line = IMAP4Server.opt_datetime(self, line)
+            if line[:10].upper() == b"CATENATE (":
+                return part(line[10:], flags, date, Catenation())
             return defer.maybeDeferred(self.arg_literal, line).addCallback(read, flags, date)
 
+        def part(line, flags, date, catenation):
+            # cat-part = "TEXT" SP literal / "URL" SP astring, separated by SP, up to ")".
+            if line[:1] == b")" and catenation.parts:
+                return read((catenation, line[1:]), flags, date)
+            kind, _, rest = line.partition(b" ")
+            kind = kind.upper()
+            if kind == b"TEXT":
+                room = self.factory.max_message_size - catenation.text_size
+                reading = defer.maybeDeferred(self.arg_literal, rest, room)
+                reading.addCallback(lambda result: (result[0].read(), result[1]))
+            elif kind == b"URL":
+                reading = defer.maybeDeferred(self.arg_list_astring, rest)
+            else:
+                raise IllegalClientResponse("CATENATE wants TEXT literal or URL string parts, closed by \")\"")
+
+            def add(result):
+                value, rest = result
+                catenation.add(kind.decode("ascii").lower(), bytes(value))
+                return part(rest[1:] if rest[:1] == b" " else rest, flags, date, catenation)
+            return reading.addCallback(add)
+
         def read(result, flags, date):
-            literal, rest = result
-            messages.append((flags, date, literal))
+            content, rest = result
+            messages.append((flags, date, content))
             if rest.strip():
                 return one(rest.lstrip(b" "))
             return messages, b""

@@ -28,6 +28,8 @@ _LITERAL = re.compile(rb"\{(\d+)(\+?)\}\Z")
 # APPEND's message may also come as literal8 (RFC 3516 §4.4, with "+" RFC 7888 §4): octets a
 # literal may not hold (NUL) allowed.
 _MESSAGE_LITERAL = re.compile(rb"~?\{(\d+)(\+?)\}\Z")
+# An astring inside a list, where ")" may follow it at once (RFC 3501 §9 quoted, ASTRING-CHAR).
+_QUOTED_OR_ATOM = re.compile(rb'"((?:[^"\\\r\n]|\\["\\])*)"|([^\x00-\x20\x7f()"{}\\%*]+)')
 
 
 class Literal(bytes):
@@ -55,15 +57,28 @@ class LiteralArguments:
             return (b"", b"")
         return self.string_literal(size, synchronizing)
 
-    def arg_literal(self, line):
-        """APPEND's message literal (or literal8), capped by the message size limit."""
+    def arg_list_astring(self, line):
+        """(astring, rest of the line) where the astring may be followed by ")" (Twisted's
+        arg_astring drops the octet after a quoted string and knows no escapes)."""
+        if line[:1] == b"{":
+            return self.arg_astring(line)
+        match = _QUOTED_OR_ATOM.match(line)
+        if match is None:
+            raise IllegalClientResponse("Expected a string")
+        quoted, atom = match.groups()
+        value = atom if quoted is None else re.sub(rb"\\(.)", rb"\1", quoted)
+        return Literal(value), line[match.end():]
+
+    def arg_literal(self, line, limit=None):
+        """APPEND's message literal (or literal8), capped by the message size limit (or by
+        *limit*, what is left of it)."""
         marker = _marker(line, pattern=_MESSAGE_LITERAL)
         if marker is None:
             # Only {digits} or {digits+} is a literal: anything else is BAD, never Twisted's int().
             raise IllegalClientResponse("APPEND wants a literal: {digits}, {digits+} or ~{digits} "
                                         "(RFC 3501 §4.3, RFC 7888, RFC 3516)")
         size, synchronizing = marker
-        limit = self.factory.max_message_size
+        limit = self.factory.max_message_size if limit is None else limit
         if size <= limit:
             return self._read_literal(LiteralFile, size, synchronizing)
         if not synchronizing:

@@ -54,27 +54,6 @@ def _esearch(tag, numbers, options, uid, ordered):
     return b" ".join(parts)
 
 
-def _section(message, item):
-    """The octets a BODY[section] or BINARY[section] names (RFC 3501 §6.4.5, RFC 3516 §4.2):
-    for BINARY, with the part's Content-Transfer-Encoding undone."""
-    numbers = list(item.part)
-    if item.kind != "section":
-        if not numbers:
-            return message.data
-        part = message.part(numbers)
-        return transfer_encoding.decode(part.transfer_encoding, part.body)
-    if item.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        inner = message.message_at(numbers)
-        if item.fields:
-            return inner.header_fields(item.fields, item.text == "HEADER.FIELDS.NOT")
-        return inner.header
-    if item.text == "TEXT":
-        return message.message_at(numbers).body
-    if item.text == "MIME":
-        return message.part(numbers).header
-    return message.content(numbers)
-
-
 def _literal(data):
     """A string for a FETCH response: literal8 (RFC 3516 §4.2) when it holds a NUL, which a
     literal may not (RFC 3501 §4.3)."""
@@ -176,7 +155,7 @@ class MessageCommands:
 
     def _section_item(self, message, item):
         try:
-            data = _section(message, item)
+            data = item.octets(message)
         except SectionError:
             data = b""                # RFC 3501 §6.4.5 leaves it open; an empty string is safe
         if item.kind == "binarysize":

@@ -108,6 +108,7 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"IDLE",                                            # RFC 2177
             b"UIDPLUS",                                         # RFC 4315
             b"MULTIAPPEND",                                     # RFC 3502 (folder_commands.py)
+            b"CATENATE",                                        # RFC 4469 (catenate.py)
             b"NAMESPACE",                                       # RFC 2342
             b"UNSELECT",                                        # RFC 3691
             b"CHILDREN",                                        # RFC 3348
