@@ -76,15 +76,40 @@ def test_header_fields_by_atom_and_quoted_name(selected):
 
 
 @pytest.mark.parametrize("marker", [b"~{%d}", b"~{%d+}", b"{%d}"])
-def test_an_append_with_a_nul_is_refused_with_unknown_cte(session, marker):
-    """RFC 3516 §4.4: a literal8 APPEND is read; its binary content cannot be kept (a NUL could
-    not be served back in BODY[]), so NO [UNKNOWN-CTE], and nothing is stored."""
-    message = b"From: u@example.test\r\nContent-Transfer-Encoding: binary\r\n\r\n\0-\xe4\n\r\n\n"
+def test_appended_binary_content_is_kept_as_base64(session, marker):
+    """RFC 3516 §4.4: a literal8 APPEND is read and its binary part stored base64-encoded, so
+    BODY[1] is 7-bit text and BINARY[1] gives back the octets sent."""
+    content = b"\0-\xe4\n\r\n\n"
+    message = b"From: u@example.test\r\nContent-Transfer-Encoding: binary\r\n\r\n" + content
     session.sock.sendall(b"a APPEND INBOX " + marker % len(message) + b"\r\n")
     if b"+" not in marker:
         assert session.reader.readline().startswith(b"+ ")
     session.sock.sendall(message + b"\r\n")
-    assert imapclient.read_until_tagged(session.reader, b"a")[-1].split()[1:3] == [b"NO", b"[UNKNOWN-CTE]"]
+    assert imapclient.read_until_tagged(session.reader, b"a")[-1].startswith(b"a OK [APPENDUID ")
+    session.ok(b"SELECT INBOX")
+    encoded = base64.b64encode(content) + b"\r\n"
+    assert session.ok(b"FETCH 1 (BODY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[1])")[0] == (
+        b"* 1 FETCH (BODY[1] {%d}\r\n%s BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n%s)\r\n" % (len(encoded), encoded, content))
+    assert b"Content-Transfer-Encoding: base64\r\n" in session.ok(b"FETCH 1 BODY.PEEK[HEADER]")[0]
+
+
+def test_binary_parts_of_a_multipart_are_encoded_and_the_rest_kept(session):
+    message = (b"From: u@example.test\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\npreamble\r\n"
+               b"--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+               b"--x\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: BINARY\r\n\r\n\x89PNG\0\0\r\n"
+               b"--x--\r\nepilogue\r\n")
+    session.ok(b"APPEND INBOX ~{%d+}\r\n" % len(message) + message)
+    session.ok(b"SELECT INBOX")
+    lines = session.ok(b"FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BINARY.PEEK[2] BODY.PEEK[TEXT])")
+    assert lines[0].startswith(b"* 1 FETCH (BODY[1] {5}\r\nhello BODY[2.MIME] {62}\r\nContent-Type: image/png\r\n"
+                               b"Content-Transfer-Encoding: base64\r\n\r\n BINARY[2] ~{6}\r\n\x89PNG\0\0 BODY[TEXT] ")
+    assert b"preamble\r\n--x\r\n" in lines[0] and lines[0].endswith(b"--x--\r\nepilogue\r\n)\r\n")
+
+
+def test_a_nul_in_a_header_is_refused_with_unknown_cte(session):
+    message = b"From: u@example.test\r\nSubject: a\0b\r\n\r\nbody\r\n"
+    lines = session.command(b"APPEND INBOX ~{%d+}\r\n" % len(message) + message)
+    assert lines[-1].split()[1:3] == [b"NO", b"[UNKNOWN-CTE]"]
     assert b"* 0 EXISTS\r\n" in session.ok(b"SELECT INBOX")
 
 

@@ -20,6 +20,7 @@ from .catenate import BadURL, Catenation
 from .literals import Literal, LiteralArguments
 from .response import flag_list, string, uid_set
 from .selection import Selection
+from .transfer_encoding import encode_binary_parts
 
 __all__ = ["FolderCommands"]
 
@@ -290,11 +291,11 @@ class FolderCommands:
         except OverflowError:
             self.refuse(tag, "Message larger than %d octets" % limit, "TOOBIG")
             return
+        contents = [encode_binary_parts(content) for content in contents]
         if any(b"\0" in content for content in contents):
-            # RFC 3516 §4.4: a store that cannot keep binary content fails the APPEND so.  A NUL
-            # cannot be served back in a BODY[] literal (RFC 3501 §4.3), and Maildir lines are
-            # read with CRLF restored, which binary content would not survive.
-            self.refuse(tag, "Binary content (NUL octets) cannot be stored; send it base64-encoded", "UNKNOWN-CTE")
+            # RFC 3516 §4.4: binary content is kept as base64 (transfer_encoding.py); a NUL
+            # left over is in a header, where nothing can carry it.
+            self.refuse(tag, "A NUL octet in a header cannot be stored", "UNKNOWN-CTE")
             return
         uids = []
         try:

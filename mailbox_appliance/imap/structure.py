@@ -112,18 +112,27 @@ class Part:
         return Part(data, default_type, self.depth + 1, self.budget)
 
     def _split(self, boundary):
+        return [content for _line, content in self.cut(boundary)[1]]
+
+    def cut(self, boundary=None):
+        """This multipart's body at its delimiters (RFC 2046 §5.1.1): (preamble,
+        [(delimiter and the rest of its line, part octets)], closing delimiter and epilogue);
+        the three joined give the body back, with CRLF in front."""
+        if boundary is None:
+            boundary = self.fields.get_param("boundary")
         if not isinstance(boundary, str) or not boundary:
-            return []
+            return b"\r\n" + self.body, [], b""
         boundary = _FOLD.sub("", boundary)     # a folded Content-Type (RFC 5322 §2.2.3 unfolding)
         delimiter = b"\r\n--" + boundary.encode("utf-8", "surrogateescape")
         pieces = (b"\r\n" + self.body).split(delimiter)
         parts = []
-        for piece in pieces[1:]:
+        for index, piece in enumerate(pieces[1:], 1):
             if piece.startswith(b"--"):
-                break
+                return pieces[0], parts, delimiter + delimiter.join(pieces[index:])
             line_end = piece.find(b"\r\n")
-            parts.append(piece[line_end + 2:] if line_end >= 0 else b"")
-        return parts
+            line, content = (piece[:line_end + 2], piece[line_end + 2:]) if line_end >= 0 else (piece, b"")
+            parts.append((delimiter + line, content))
+        return pieces[0], parts, b""
 
     # -- RFC 3501 §6.4.5 section numbers -------------------------------------------------------
 
