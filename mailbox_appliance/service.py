@@ -79,6 +79,18 @@ class ListenerService(service.Service):
             return port.stopListening()
 
 
+class SaveFoldersOnStop(service.Service):
+    """At shutdown, after the listeners: every open folder's whole state to disk, so clients
+    keep their mod-sequences across a restart (maildir/modseq.py)."""
+
+    def __init__(self, folders):
+        self.folders = folders
+
+    def stopService(self):
+        super().stopService()
+        self.folders.save_all()
+
+
 class ReloadOnHangup(service.Service):
     """SIGHUP (``systemctl reload``) re-reads the users, aliases and domains files at once.
 
@@ -126,7 +138,8 @@ def makeService(settings, reactor=None):
     except tls.TLSError as error:
         raise StartupError(f"{settings.path or 'built-in defaults'}: {error}") from None
     data_dir = settings.server.data_dir
-    realm = MailRealm(data_dir, FolderRegistry(reactor))
+    folders = FolderRegistry(reactor)
+    realm = MailRealm(data_dir, folders)
     limits = settings.limits
     throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
     gate = LoginGate(Portal(realm, [PasswordChecker(accounts, reactor)]), throttle, reactor)
@@ -150,6 +163,8 @@ def makeService(settings, reactor=None):
     }
     connections = ConnectionLimit(limits.max_connections)
     appliance = service.MultiService()
+    # Added first, so stopped last: the folders are saved once no session can change them.
+    SaveFoldersOnStop(folders).setServiceParent(appliance)
     # First, so SIGHUP is handled before any listener says it is listening.
     ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
     # Before the listeners too: once the appliance says it is listening, the admin can reach it.

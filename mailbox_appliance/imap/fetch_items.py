@@ -20,6 +20,7 @@ _SIMPLE = {
     b"UID": "uid", b"FLAGS": "flags", b"INTERNALDATE": "internaldate", b"ENVELOPE": "envelope",
     b"RFC822": "rfc822", b"RFC822.HEADER": "rfc822header", b"RFC822.SIZE": "rfc822size",
     b"RFC822.TEXT": "rfc822text", b"BODYSTRUCTURE": "bodystructure", b"BODY": "body",
+    b"MODSEQ": "modseq",                                  # RFC 7162 §3.1.4
 }
 # RFC 3501 §6.4.5 macros.
 _MACROS = {

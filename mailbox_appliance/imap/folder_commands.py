@@ -17,6 +17,7 @@ from mailbox_appliance.maildir.names import FLAG_SEEN
 from . import search
 from .account import FolderError, canonical
 from .catenate import BadURL, Catenation
+from .condstore import Resync
 from .literals import Literal, LiteralArguments
 from .response import flag_list, string, uid_set
 from .selection import Selection
@@ -130,13 +131,20 @@ class FolderCommands:
         if self.state == "select":
             self.state = "auth"
 
-    def _select(self, tag, raw_name, readonly):
+    def _select(self, tag, raw_name, parameters, readonly):
+        was_selected = self.selection is not None
         self.deselect()               # RFC 3501 §6.3.1: even a failed SELECT leaves the old one
+        if was_selected:
+            # RFC 7162 §3.2.11: the client learns where the old folder's responses end.
+            self.sendPositiveResponse(None, b"[CLOSED] Previous folder closed")
         folder = self.open_folder(tag, raw_name)
         if folder is None:
             return
         folder.refresh()
+        if parameters["condstore"] or parameters["qresync"]:
+            self.condstore = True     # RFC 7162 §3.1.8: SELECT (CONDSTORE) enables it
         selection = Selection(folder, readonly, self.push_updates)
+        selection.condstore, selection.qresync = self.condstore, self.qresync
         flags, permanent_flags = selection.flag_lines()
         self.sendLine(flags)
         self.sendUntaggedResponse(b"%d EXISTS" % len(selection.uids))
@@ -147,20 +155,23 @@ class FolderCommands:
             self.sendPositiveResponse(None, b"[UNSEEN %d] First unseen" % first_unseen)
         self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % folder.uidvalidity)
         self.sendPositiveResponse(None, b"[UIDNEXT %d] Predicted next UID" % folder.next_uid)
+        self.sendPositiveResponse(None, b"[HIGHESTMODSEQ %d] Highest" % folder.highest_modseq)  # RFC 7162 §3.1.2.1
         self.sendLine(permanent_flags)
         self.selection = selection
         self.state = "select"
+        if parameters["qresync"]:
+            self.resync_selection(parameters["qresync"])
         self.sendPositiveResponse(tag, b"[READ-ONLY] EXAMINE completed" if readonly
                                   else b"[READ-WRITE] SELECT completed")
 
-    def do_SELECT(self, tag, name):
-        self._select(tag, name, readonly=False)
+    def do_SELECT(self, tag, name, parameters):
+        self._select(tag, name, parameters, readonly=False)
 
-    def do_EXAMINE(self, tag, name):
-        self._select(tag, name, readonly=True)
+    def do_EXAMINE(self, tag, name, parameters):
+        self._select(tag, name, parameters, readonly=True)
 
-    auth_SELECT = select_SELECT = (do_SELECT, _final)
-    auth_EXAMINE = select_EXAMINE = (do_EXAMINE, _final)
+    auth_SELECT = select_SELECT = (do_SELECT, _astring, Resync.arg_select_parameters)
+    auth_EXAMINE = select_EXAMINE = (do_EXAMINE, _astring, Resync.arg_select_parameters)
 
     def do_CLOSE(self, tag):
         # RFC 3501 §6.4.2: expunge silently, unless the folder is read-only.
@@ -253,12 +264,15 @@ class FolderCommands:
             b"UIDVALIDITY": lambda: folder.uidvalidity,
             b"UNSEEN": lambda: sum(FLAG_SEEN not in m.letters for m in folder.messages.values()),
             b"APPENDLIMIT": lambda: self.factory.max_message_size,      # RFC 7889 §5
+            b"HIGHESTMODSEQ": lambda: folder.highest_modseq,            # RFC 7162 §3.1.6
         }
         answer = []
         for item in items:
             item = bytes(item).upper()
             if item not in values:
                 raise IllegalClientResponse("Unknown STATUS item %r" % item)
+            if item == b"HIGHESTMODSEQ":
+                self.enable_condstore()
             answer.append(b"%s %d" % (item, values[item]()))
         self.send_untagged(b"STATUS " + string(canonical(folder_name(raw_name)))
                            + b" (" + b" ".join(answer) + b")")

@@ -17,6 +17,7 @@ from mailbox_appliance.maildir.names import FLAG_SEEN
 from mailbox_appliance.message import to_crlf
 
 from . import search, sort, thread, transfer_encoding
+from .condstore import Resync
 from .fetch_items import parse_fetch_items
 from .literals import LiteralArguments
 from .response import encode, flag_list, internal_date, string, uid_set
@@ -83,25 +84,39 @@ class MessageCommands:
 
     # -- FETCH (RFC 3501 §6.4.5, §7.4.2) ------------------------------------------------------
 
-    def do_FETCH(self, tag, ranges, query, uid=False):
+    def do_FETCH(self, tag, ranges, query, modifiers, uid=False):
+        changed_since = modifiers.get(b"CHANGEDSINCE")
+        if b"VANISHED" in modifiers and not (uid and self.qresync and changed_since is not None):
+            # RFC 7162 §3.2.6: only UID FETCH, with CHANGEDSINCE, once QRESYNC is enabled.
+            self.sendBadResponse(tag, b"VANISHED needs UID FETCH with CHANGEDSINCE and ENABLE QRESYNC")
+            return
         chosen = self._messages(tag, ranges, uid)
         if chosen is None:
             return
+        if changed_since is not None or any(item.kind == "modseq" for item in query):
+            self.enable_condstore()
         folder = self.selection.folder
         marks_seen = not self.selection.readonly and any(item.marks_seen() for item in query)
         batch = [line + b"\r\n" for line in self.selection.keyword_lines()]
+        if b"VANISHED" in modifiers:
+            vanished = self.vanished_earlier(folder, changed_since, ranges)
+            if vanished is not None:
+                batch.append(b"* " + vanished + b"\r\n")
         with_uid = uid or any(item.kind == "uid" for item in query)
         for number, message_uid in chosen:
             message = folder.messages.get(message_uid)
             if message is None:
                 continue              # expunged elsewhere; this session hears of it later
+            if changed_since is not None and message.modseq <= changed_since:
+                continue              # RFC 7162 §3.1.4: only what changed since
             if marks_seen and FLAG_SEEN not in message.letters:
                 self.selection.set_letters([message_uid], {FLAG_SEEN}, 1)
                 flags_too = True
             else:
                 flags_too = False
+            with_modseq = changed_since is not None or (flags_too and self.condstore)
             try:
-                items = self._fetch_items(message, query, with_uid, flags_too)
+                items = self._fetch_items(message, query, with_uid, flags_too, with_modseq)
             except transfer_encoding.UnknownEncoding as unknown:
                 self.transport.write(b"".join(batch))
                 self.sendNegativeResponse(tag, b"[UNKNOWN-CTE] Content-Transfer-Encoding %s of message %d "
@@ -115,7 +130,7 @@ class MessageCommands:
         folder.save(rewrite=False)
         self.sendPositiveResponse(tag, b"FETCH completed")
 
-    def _fetch_items(self, message, query, with_uid, flags_too):
+    def _fetch_items(self, message, query, with_uid, flags_too, with_modseq):
         folder = self.selection.folder
         parsed = []
 
@@ -127,11 +142,15 @@ class MessageCommands:
         items = [b"UID %d" % message.uid] if with_uid else []
         if flags_too and not any(item.kind == "flags" for item in query):
             items.append(b"FLAGS " + flag_list(self.selection.flags_of(message.uid)))
+        if with_modseq and not any(item.kind == "modseq" for item in query):
+            items.append(b"MODSEQ (%d)" % message.modseq)
         for item in query:
             kind = item.kind
             if kind == "uid":
                 continue
-            if kind == "flags":
+            if kind == "modseq":
+                items.append(b"MODSEQ (%d)" % message.modseq)
+            elif kind == "flags":
                 items.append(b"FLAGS " + flag_list(self.selection.flags_of(message.uid)))
             elif kind == "internaldate":
                 items.append(b"INTERNALDATE " + internal_date(folder.internal_date(message)))
@@ -169,11 +188,11 @@ class MessageCommands:
     def arg_fetch_items(self, line):
         return parse_fetch_items(line)
 
-    select_FETCH = (do_FETCH, arg_seqset, arg_fetch_items)
+    select_FETCH = (do_FETCH, arg_seqset, arg_fetch_items, Resync.arg_fetch_modifiers)
 
     # -- STORE (RFC 3501 §6.4.6) --------------------------------------------------------------
 
-    def do_STORE(self, tag, ranges, mode, flags, uid=False):
+    def do_STORE(self, tag, ranges, modifiers, mode, flags, uid=False):
         if self.selection.readonly:
             self.sendNegativeResponse(tag, b"[READ-ONLY] The folder was opened with EXAMINE")
             return
@@ -189,20 +208,31 @@ class MessageCommands:
         except TooManyKeywords:
             self.refuse(tag, "No more keywords fit in this folder", "LIMIT")
             return
+        unchanged_since = modifiers.get(b"UNCHANGEDSINCE")
+        modified = []
+        if unchanged_since is not None:
+            # RFC 7162 §3.1.3: a message changed since then is left alone and named in MODIFIED.
+            self.enable_condstore()
+            modified = [(n, u) for n, u in chosen if u in folder.messages and folder.messages[u].modseq > unchanged_since]
+            left_alone = set(modified)
+            chosen = [entry for entry in chosen if entry not in left_alone]
         direction = {b"+": 1, b"-": -1}.get(mode[:1], 0)
-        self.selection.set_letters([message_uid for _n, message_uid in chosen], letters, direction)
+        changed = set(self.selection.set_letters([message_uid for _n, message_uid in chosen], letters, direction))
         folder.save(rewrite=False)
         for line in self.selection.keyword_lines():
             self.sendLine(line)
-        if not mode.endswith(b".SILENT"):
-            for number, message_uid in chosen:
-                if message_uid in folder.messages:
-                    suffix = b" UID %d" % message_uid if uid else b""
-                    self.sendUntaggedResponse(b"%d FETCH (FLAGS %s%s)" % (
-                        number, flag_list(self.selection.flags_of(message_uid)), suffix))
-        self.sendPositiveResponse(tag, b"STORE completed")
+        silent = mode.endswith(b".SILENT")
+        for number, message_uid in chosen:
+            # .SILENT: no FLAGS, but a CONDSTORE client still hears the new MODSEQ (§3.1.3).
+            if message_uid in folder.messages and (not silent or (self.condstore and message_uid in changed)):
+                self.sendUntaggedResponse(self.selection.flag_update(number, message_uid, with_uid=uid, flags=not silent))
+        if modified:
+            failed = uid_set([u if uid else n for n, u in modified])
+            self.sendPositiveResponse(tag, b"[MODIFIED %s] Conditional STORE failed" % failed)
+        else:
+            self.sendPositiveResponse(tag, b"STORE completed")
 
-    select_STORE = (do_STORE, arg_seqset, IMAP4Server.arg_atom, IMAP4Server.arg_flaglist)
+    select_STORE = (do_STORE, arg_seqset, Resync.arg_store_modifiers, IMAP4Server.arg_atom, IMAP4Server.arg_flaglist)
 
     # -- SEARCH (RFC 3501 §6.4.4) -------------------------------------------------------------
 
@@ -223,14 +253,26 @@ class MessageCommands:
         predicate = self._predicate(tag, charset, pieces)
         return None if predicate is None else search.run(self.selection, predicate)
 
-    def _answer_numbers(self, tag, name, found, uid, options):
+    def _answer_numbers(self, tag, name, found, uid, options, reads_modseq=False):
         """SEARCH or SORT's answer: the numbers (or UIDs) in *found*'s order, or with RETURN
-        *options* one ESEARCH response (RFC 4731 §3.1, RFC 5267 §3.2)."""
+        *options* one ESEARCH response (RFC 4731 §3.1, RFC 5267 §3.2).  A search with MODSEQ
+        also names the highest mod-sequence of what it returns (RFC 7162 §3.1.5, §3.1.11)."""
         numbers = [message_uid if uid else number for number, message_uid in found]
+        modseq = b""
+        if reads_modseq:
+            self.enable_condstore()
+        returned = [entry for entry in found if entry[1] in self.selection.folder.messages] if reads_modseq else []
+        if returned:
+            if options is not None and not options.keys() & {b"ALL", b"COUNT", b"PARTIAL"}:
+                returned = ([returned[0]] if b"MIN" in options else []) + ([returned[-1]] if b"MAX" in options else [])
+            messages = self.selection.folder.messages
+            modseq = b"%d" % max(messages[u].modseq for _n, u in returned)
         if options is None:
-            self.sendUntaggedResponse(b" ".join([name, *(b"%d" % n for n in numbers)]))
+            line = b" ".join([name, *(b"%d" % n for n in numbers)])
+            self.sendUntaggedResponse(line + b" (MODSEQ " + modseq + b")" if modseq else line)
         else:
-            self.sendUntaggedResponse(_esearch(tag, numbers, options, uid, ordered=name == b"SORT"))
+            line = _esearch(tag, numbers, options, uid, ordered=name == b"SORT")
+            self.sendUntaggedResponse(line + b" MODSEQ " + modseq if modseq else line)
         self.sendPositiveResponse(tag, name + b" completed")
 
     def arg_return_options(self, line):
@@ -268,7 +310,7 @@ class MessageCommands:
                                                 [message_uid for _n, message_uid in found])
             if not kept:
                 self.sendPositiveResponse(None, b"[NOUPDATE " + string(tag) + b"] Too many searches kept")
-        self._answer_numbers(tag, b"SEARCH", found, uid, options)
+        self._answer_numbers(tag, b"SEARCH", found, uid, options, predicate.reads_modseq)
 
     def do_CANCELUPDATE(self, tag, line):
         """RFC 5267 §4.3: stop the updates of the searches these tags made."""
@@ -299,9 +341,10 @@ class MessageCommands:
         except sort.SortError as error:
             self.sendBadResponse(tag, str(error).encode())
             return
-        found = self._search(tag, charset, pieces)     # RFC 5256 §3: the charset is required
-        if found is not None:
-            self._answer_numbers(tag, b"SORT", sort.sort_messages(self.selection, found, keys), uid, options)
+        predicate = self._predicate(tag, charset, pieces)     # RFC 5256 §3: the charset is required
+        if predicate is not None:
+            found = sort.sort_messages(self.selection, search.run(self.selection, predicate), keys)
+            self._answer_numbers(tag, b"SORT", found, uid, options, predicate.reads_modseq)
 
     select_SORT = (do_SORT, arg_return_options, IMAP4Server.arg_plist, IMAP4Server.arg_atom,
                    LiteralArguments.arg_text_with_literals)
@@ -370,7 +413,9 @@ class MessageCommands:
         only = None if ranges is None else [u for _n, u in self.selection.resolve(ranges, by_uid=True)]
         # The session hears of its own expunge like any other: as EXPUNGE lines before the OK.
         self.selection.folder.expunge(only)
-        self.sendPositiveResponse(tag, b"EXPUNGE completed")
+        # The client cannot learn the new HIGHESTMODSEQ from EXPUNGE or VANISHED responses.
+        code = b"[HIGHESTMODSEQ %d] " % self.selection.folder.highest_modseq if self.condstore else b""
+        self.sendPositiveResponse(tag, code + b"EXPUNGE completed")
 
     select_EXPUNGE = (do_EXPUNGE,)
 

@@ -156,6 +156,7 @@ class _Parser:
         self.charset = charset
         self.depth = 0
         self.count = 0
+        self.reads_modseq = False
 
     def take(self, what="an argument"):
         if self.position >= len(self.tokens):
@@ -278,6 +279,23 @@ class _Parser:
         first, second = self.key(), self.key()
         return lambda c: first(c) or second(c)
 
+    def key_MODSEQ(self):
+        """RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] n, mod-sequence at least n.  Flags
+        have no mod-sequences of their own here, so the entry is read and the message's is
+        used, as §3.1.5 says a server that keeps none per flag does."""
+        token = self.take("a mod-sequence")
+        if isinstance(token, Literal):
+            entry_type = bytes(self.take("an entry type")).lower()
+            if entry_type not in (b"priv", b"shared", b"all"):
+                raise SearchError("MODSEQ entry type must be priv, shared or all")
+            token = self.take("a mod-sequence")
+        text = bytes(token) if token not in ("(", ")") else b""
+        if not (text.isdigit() and text.isascii() and len(text) <= 19):
+            raise SearchError("MODSEQ wants a number")
+        least = int(text)
+        self.reads_modseq = True
+        return lambda c: c.message.modseq >= least
+
     def key_SUBJECT(self):
         needle = self.text()
         return lambda c: needle in c.header_text("subject").lower()
@@ -318,8 +336,12 @@ def _all(predicates):
 
 
 def parse_search(pieces, charset="us-ascii"):
-    """A predicate over Candidate for the search text (see tokenize for *pieces*)."""
-    return _Parser(tokenize(pieces), charset).keys()
+    """A predicate over Candidate for the search text (see tokenize for *pieces*); its
+    ``reads_modseq`` says whether a MODSEQ key is in it (RFC 7162 §3.1.5 answers differ)."""
+    parser = _Parser(tokenize(pieces), charset)
+    predicate = parser.keys()         # a closure made for this search: its own attributes
+    predicate.reads_modseq = parser.reads_modseq
+    return predicate
 
 
 def judge(selection, predicate):

@@ -15,7 +15,7 @@ from mailbox_appliance.interfaces import IFolderListener
 from mailbox_appliance.maildir.flags import SYSTEM_FLAGS, to_flags
 from mailbox_appliance.maildir.keywords import MAX_KEYWORDS
 
-from .response import flag_list
+from .response import flag_list, uid_set
 from .search_context import SearchUpdates
 
 __all__ = ["Selection", "parse_sequence_set", "BadSequence"]
@@ -57,6 +57,8 @@ class Selection:
         self._changed = set()
         self._keywords_told = None
         self.searches = SearchUpdates()     # CONTEXT=SEARCH (RFC 5267 §4)
+        self.condstore = False              # RFC 7162: flag changes carry MODSEQ
+        self.qresync = False                # RFC 7162 §3.2.10: expunges go as VANISHED
 
     def close(self):
         self.folder.remove_listener(self)
@@ -80,8 +82,10 @@ class Selection:
 
     def set_letters(self, uids, letters, mode):
         """This session's STORE or implicit \\Seen: other sessions hear of it from the folder;
-        this one's own kept searches are judged again."""
-        self.searches.touched(self.folder.set_letters(uids, letters, mode, origin=self))
+        this one's own kept searches are judged again.  Returns the UIDs changed."""
+        changed = self.folder.set_letters(uids, letters, mode, origin=self)
+        self.searches.touched(changed)
+        return changed
 
     # -- sequence numbers ---------------------------------------------------------------------
 
@@ -115,6 +119,16 @@ class Selection:
         flags = to_flags(message.letters, self.folder.keywords) if message else []
         return flags + ["\\Recent"] if uid in self.recent else flags
 
+    def flag_update(self, number, uid, with_uid=True, flags=True):
+        """``n FETCH (FLAGS (...) UID u MODSEQ (m))`` for a message whose flags changed: MODSEQ
+        once the session has enabled CONDSTORE (RFC 7162 §3.1.4)."""
+        items = [b"FLAGS " + flag_list(self.flags_of(uid))] if flags else []
+        if with_uid:
+            items.append(b"UID %d" % uid)
+        if self.condstore:
+            items.append(b"MODSEQ (%d)" % self.folder.messages[uid].modseq)
+        return b"%d FETCH (%s)" % (number, b" ".join(items))
+
     # -- catching the client up ---------------------------------------------------------------
 
     def flag_lines(self):
@@ -141,10 +155,16 @@ class Selection:
             unseen = self._expunged.intersection(self._added)
             self._added = [uid for uid in self._added if uid not in unseen]
             lines.extend(self.searches.expunged_lines(self._expunged - unseen, self.sequence_of))
+            gone = []
             for index in sorted((bisect_left(self.uids, uid) for uid in self._expunged - unseen), reverse=True):
                 if index < len(self.uids) and self.uids[index] in self._expunged:
+                    gone.append(self.uids[index])
                     lines.append(b"* %d EXPUNGE" % (index + 1))
                     del self.uids[index]
+            if self.qresync and gone:
+                # RFC 7162 §3.2.10: one VANISHED with the UIDs instead of an EXPUNGE each.
+                del lines[len(lines) - len(gone):]
+                lines.append(b"* VANISHED " + uid_set(sorted(gone)))
             self.recent -= self._expunged
             self._changed -= self._expunged
             self._expunged = set()
@@ -156,7 +176,7 @@ class Selection:
         for uid in sorted(self._changed):
             number = self.sequence_of(uid)
             if number is not None and uid in self.folder.messages:
-                lines.append(b"* %d FETCH (FLAGS %s UID %d)" % (number, flag_list(self.flags_of(uid)), uid))
+                lines.append(b"* " + self.flag_update(number, uid))
         self._changed = set()
         lines.extend(self.searches.changed_lines(self.folder.messages.__contains__, self.sequence_of))
         return lines

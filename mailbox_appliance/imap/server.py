@@ -28,6 +28,7 @@ from mailbox_appliance.interfaces import IMailUser
 from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
 
 from .account import MaildirAccount
+from .condstore import Resync
 from .folder_commands import FolderCommands
 from .identity import SERVER_IDENTITY, identity_fields
 from .literals import LiteralArguments
@@ -44,7 +45,7 @@ MAX_BAD_COMMANDS = 10
 PREAUTH_TIMEOUT_SECONDS = 60
 
 
-class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
+class IMAPServer(SecureSession, Resync, FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
     log = Logger()
     protocol_name = "imap"
     IDENT = b"mailbox-appliance IMAP4rev1 ready"
@@ -115,7 +116,9 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
             b"LIST-EXTENDED",                                   # RFC 5258 (folder_commands.py)
             b"SPECIAL-USE",                                     # RFC 6154
             b"MOVE",                                            # RFC 6851
-            b"ENABLE",                                          # RFC 5161
+            b"ENABLE",                                          # RFC 5161 (condstore.py)
+            b"CONDSTORE",                                       # RFC 7162 (condstore.py, maildir/modseq.py)
+            b"QRESYNC",                                         # RFC 7162 §3.2
             b"LITERAL+",                                        # RFC 7888 (literals.py)
             b"ID",                                              # RFC 2971
             b"SORT",                                            # RFC 5256 (sort.py)
@@ -333,13 +336,6 @@ class IMAPServer(SecureSession, FolderCommands, MessageCommands, LiteralArgument
         self.sendPositiveResponse(tag, b"NAMESPACE completed")
 
     auth_NAMESPACE = select_NAMESPACE = (do_NAMESPACE,)
-
-    def do_ENABLE(self, tag, _extensions):
-        # RFC 5161 §3.1: extensions the server does not know are ignored; we enable none.
-        self.sendUntaggedResponse(b"ENABLED")
-        self.sendPositiveResponse(tag, b"ENABLE completed")
-
-    auth_ENABLE = select_ENABLE = (do_ENABLE, IMAP4Server.arg_line)
 
     def do_COMPRESS(self, tag, mechanism):
         """RFC 4978: compression starts right after the tagged OK's CRLF, in both directions;

@@ -17,6 +17,8 @@ What this module decides:
   the list and fdatasynced before any session learns them, and removals wait for the next poll's
   atomic rewrite (see save and _drop).
 * Flags change by renaming the file in cur/; keywords take letters through dovecot-keywords.
+* Every arrival, flag change and expunge takes a new mod-sequence (RFC 7162), kept by modseq.py;
+  the whole state is written when the appliance stops (FolderRegistry.save_all).
 * Changes by other programs are found by polling: new/ is listed, and cur/ is re-listed when its
   modification time moved, every POLL_INTERVAL_SECONDS while any session watches the folder, and
   whenever a session asks (NOOP, IDLE, CHECK).  The appliance is the only writer of the UID list:
@@ -36,6 +38,7 @@ from mailbox_appliance.message import crlf_size
 from . import names, new_mail
 from .flags import to_letters
 from .keywords import Keywords
+from .modseq import ModSeqs
 from .uidlist import UidList
 
 __all__ = ["Folder", "FolderRegistry", "Message", "POLL_INTERVAL_SECONDS"]
@@ -49,12 +52,13 @@ INFO = ":2,"
 class Message:
     """What the folder knows of one message without opening it."""
 
-    __slots__ = ("uid", "base", "letters", "_vsize", "_mtime")
+    __slots__ = ("uid", "base", "letters", "modseq", "_vsize", "_mtime")
 
     def __init__(self, uid, base, letters):
         self.uid = uid
         self.base = base
         self.letters = letters            # sorted flag letters, as in the file name
+        self.modseq = None                # RFC 7162 MODSEQ, set with the UID
         self._vsize = None
         self._mtime = None
 
@@ -88,6 +92,9 @@ class Folder:
         self.clock = clock
         self.uidlist = UidList.load(path)
         self.keywords = Keywords.load(path)
+        self.modseqs = ModSeqs.load(path, has_mail=self.uidlist.next_uid > 1,
+                                    cur_mtime=os.stat(os.path.join(path, "cur")).st_mtime_ns)
+        self._loaded = False              # messages the UID list knows keep their stored MODSEQ
         self.messages = {}                # uid -> Message, ascending UID order
         self._by_base = {}                # base -> Message
         self._listeners = []
@@ -99,6 +106,8 @@ class Folder:
         self._poll = LoopingCall(self.refresh)
         self._poll.clock = clock
         self.refresh()
+        self._loaded = True
+        self.modseqs.values = {}
         self._forget_missing()
 
     def _forget_missing(self):
@@ -205,6 +214,7 @@ class Folder:
                 gone.append(message)
             elif letters != message.letters and message.uid is not None:
                 message.letters = letters
+                message.modseq = self.modseqs.next()
                 changed.append(message.uid)
         for message in gone:
             del self._by_base[message.base]
@@ -213,6 +223,7 @@ class Folder:
         if expunged:
             self.uidlist.remove([m.base for m in gone])
             self._uidlist_dirty = True
+            self.modseqs.remember_expunged(expunged, self.modseqs.next())
         for base, letters in on_disk.items():
             self._by_base[base] = Message(None, base, letters)
         return expunged, changed, list(on_disk)
@@ -225,8 +236,11 @@ class Folder:
         if fresh:
             self._unsaved_uids.extend(self.uidlist.assign(fresh).values())
         added = [self._by_base[base] for base in bases]
+        fresh = set(fresh)
         for message in added:
             message.uid = self.uidlist.uid_for(message.base)
+            known = self.modseqs.stored(message.uid) if not self._loaded and message.base not in fresh else None
+            message.modseq = known or self.modseqs.next()
         added.sort(key=lambda m: m.uid)
         if self.messages and added[0].uid < next(reversed(self.messages)):
             # Only on a file the UID list knew coming back (restored by hand): keep UID order.
@@ -257,6 +271,16 @@ class Folder:
             self._unsaved_uids = []
         if self.keywords.changed:
             self.keywords.save()
+
+    def save_clean(self):
+        """Everything, the mod-sequences' whole state too: the appliance is stopping."""
+        self._uidlist_dirty = self._uidlist_dirty or bool(self._unsaved_uids)
+        self.save()
+        self.modseqs.save_clean(self.messages.values(), os.stat(os.path.join(self.path, "cur")).st_mtime_ns)
+
+    @property
+    def highest_modseq(self):
+        return self.modseqs.highest
 
     # -- per message facts --------------------------------------------------------------------
 
@@ -329,6 +353,7 @@ class Folder:
             except FileNotFoundError:
                 continue                  # expunged or renamed outside: the next refresh tells
             message.letters = new_letters
+            message.modseq = self.modseqs.next()
             changed.append(uid)
         if changed:
             self._cur_mtime = os.stat(cur).st_mtime_ns
@@ -429,6 +454,7 @@ class Folder:
             del self.messages[message.uid]
             del self._by_base[message.base]
         self._uidlist_dirty = True
+        self.modseqs.remember_expunged([m.uid for m in doomed], self.modseqs.next())
         self._cur_mtime = os.stat(os.path.join(self.path, "cur")).st_mtime_ns
         removed = sorted(m.uid for m in doomed)
         self._tell("messages_expunged", removed, origin)
@@ -452,6 +478,11 @@ class FolderRegistry:
         if folder is None:
             folder = self._folders[path] = Folder(path, self.clock)
         return folder
+
+    def save_all(self):
+        """At shutdown: every open folder's whole state, mod-sequences included (modseq.py)."""
+        for folder in self._folders.values():
+            folder.save_clean()
 
     def forget(self, path):
         """Drop the state of a deleted or renamed folder (and of every folder below it)."""
