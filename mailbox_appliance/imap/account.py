@@ -235,6 +235,7 @@ class MaildirAccount:
             raise FolderError(f"Folder {name} already exists", "ALREADYEXISTS")
         make_maildir(path, folder=True)
         self.log.info("{user}: created folder {name}", user=self.address, name=name)
+        self.registry.names_changed(self.maildir, self, "create", name)
 
     def delete(self, name):
         if canonical(name) == INBOX:
@@ -248,6 +249,7 @@ class MaildirAccount:
         self.registry.forget(path)
         shutil.rmtree(graveyard, ignore_errors=True)
         self.log.info("{user}: deleted folder {name}", user=self.address, name=name)
+        self.registry.names_changed(self.maildir, self, "delete", name)
 
     def rename(self, old, new):
         if INBOX in (canonical(old), canonical(new)):
@@ -275,6 +277,7 @@ class MaildirAccount:
             self._write_subscriptions(
                 new + s[len(old):] if s == old or s.startswith(old + SEPARATOR) else s for s in subscribed)
         self.log.info("{user}: renamed folder {source} to {target}", user=self.address, source=old, target=new)
+        self.registry.names_changed(self.maildir, self, "rename", new, old)
 
     def subscriptions(self):
         return [SEPARATOR.join(levels) for levels in read_subscriptions(self.maildir)]
@@ -289,6 +292,7 @@ class MaildirAccount:
         subscribed = self.subscriptions()
         if name not in subscribed:
             self._write_subscriptions([*subscribed, name])
+            self.registry.names_changed(self.maildir, self, "subscribe", name)
 
     def unsubscribe(self, name):
         name = canonical(name)
@@ -296,6 +300,7 @@ class MaildirAccount:
         if name not in subscribed:
             raise FolderError(f"Not subscribed to {name}", "NONEXISTENT")
         self._write_subscriptions(s for s in subscribed if s != name)
+        self.registry.names_changed(self.maildir, self, "unsubscribe", name)
 
     def open(self, name):
         return self.registry.open(self._existing(name))

@@ -29,6 +29,7 @@ from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, Lo
 
 from .account import MaildirAccount
 from .condstore import Resync
+from .notify import Notify
 from .folder_commands import FolderCommands
 from .identity import SERVER_IDENTITY, identity_fields
 from .literals import LiteralArguments
@@ -45,7 +46,7 @@ MAX_BAD_COMMANDS = 10
 PREAUTH_TIMEOUT_SECONDS = 60
 
 
-class IMAPServer(SecureSession, Resync, FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
+class IMAPServer(SecureSession, Notify, Resync, FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
     log = Logger()
     protocol_name = "imap"
     IDENT = b"mailbox-appliance IMAP4rev1 ready"
@@ -74,6 +75,7 @@ class IMAPServer(SecureSession, Resync, FolderCommands, MessageCommands, Literal
         super().connectionMade()
 
     def connectionLost(self, reason):
+        self.stop_notify()
         self.deselect()
         super().connectionLost(reason)
 
@@ -119,6 +121,7 @@ class IMAPServer(SecureSession, Resync, FolderCommands, MessageCommands, Literal
             b"ENABLE",                                          # RFC 5161 (condstore.py)
             b"CONDSTORE",                                       # RFC 7162 (condstore.py, maildir/modseq.py)
             b"QRESYNC",                                         # RFC 7162 §3.2
+            b"NOTIFY",                                          # RFC 5465 (notify.py)
             b"LITERAL+",                                        # RFC 7888 (literals.py)
             b"ID",                                              # RFC 2971
             b"SORT",                                            # RFC 5256 (sort.py)
@@ -379,8 +382,9 @@ class IMAPServer(SecureSession, Resync, FolderCommands, MessageCommands, Literal
             self.sendBadResponse(self._idle_tag, b"Expected DONE to end IDLE")
 
     def push_updates(self):
-        """Called by the selection when its folder changed: while idling, tell the client now."""
-        if self._idling and self.selection is not None:
+        """Called by the selection when its folder changed: while idling, or between commands
+        when NOTIFY asked for the selected folder's events (RFC 5465 §5), tell the client now."""
+        if self.selection is not None and (self._idling or (self.notify_selected() and self._command is None)):
             for update in self.selection.pending(allow_expunge=True):
                 self.sendLine(update)
 

@@ -471,6 +471,7 @@ class FolderRegistry:
     def __init__(self, clock):
         self.clock = clock
         self._folders = {}
+        self._name_watchers = {}          # maildir -> sessions told of folder name changes
 
     def open(self, path):
         path = os.path.realpath(path)
@@ -478,6 +479,20 @@ class FolderRegistry:
         if folder is None:
             folder = self._folders[path] = Folder(path, self.clock)
         return folder
+
+    def watch_names(self, maildir, watcher):
+        """Tell *watcher* (``names_changed(origin, event, name, old_name)``) of folders made,
+        deleted, renamed and (un)subscribed in *maildir* (IMAP NOTIFY, RFC 5465 §5.4-5.5)."""
+        self._name_watchers.setdefault(maildir, []).append(watcher)
+
+    def unwatch_names(self, maildir, watcher):
+        watchers = self._name_watchers.get(maildir, [])
+        if watcher in watchers:
+            watchers.remove(watcher)
+
+    def names_changed(self, maildir, origin, event, name, old_name=None):
+        for watcher in list(self._name_watchers.get(maildir, ())):
+            watcher.names_changed(origin, event, name, old_name)
 
     def save_all(self):
         """At shutdown: every open folder's whole state, mod-sequences included (modseq.py)."""
