@@ -8,13 +8,16 @@ in over IMAPS and times, one command at a time: the first SELECT (which assigns 
 UIDs of every message), a second SELECT, ``UID FETCH 1:* (UID FLAGS RFC822.SIZE)``,
 ``FETCH 1:200 (ENVELOPE BODYSTRUCTURE)``, ``UID SEARCH UNSEEN``, ``UID SEARCH SUBJECT x``, and
 ``UID SORT (REVERSE DATE) UTF-8 ALL`` twice (the first reads every header, the second finds the
-keys cached), plus ``UID SORT (SUBJECT) UTF-8 ALL``.  Prints each time, the target where the
+keys cached), plus ``UID SORT (SUBJECT) UTF-8 ALL``; then ten STOREs spread over the folder and
+``UID FETCH 1:* (FLAGS) (CHANGEDSINCE n)`` from before them (CONDSTORE, RFC 7162: what a phone
+asks when it reconnects).  Prints each time, the target where the
 design sets one (a 100,000-message folder must open fast), the server's peak RSS (VmHWM) and the load average.
 ``--keep DIR`` fills DIR once and reuses it on later runs (the fill is not timed).
 """
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,7 +25,8 @@ import time
 from imap_server import PASSWORD, USER, Appliance, Client, fill
 
 TARGETS = {"second SELECT": 1.0, "UID FETCH 1:* (UID FLAGS RFC822.SIZE)": 3.0,
-           "UID SORT (REVERSE DATE) UTF-8 ALL, cached": 2.0}
+           "UID SORT (REVERSE DATE) UTF-8 ALL, cached": 2.0,
+           "UID FETCH 1:* (FLAGS) (CHANGEDSINCE n), 10 changed": 0.05}
 RSS_TARGET_MIB = 300
 COMMANDS = [
     ("first SELECT", b"SELECT INBOX"),
@@ -35,6 +39,12 @@ COMMANDS = [
     ("UID SORT (REVERSE DATE) UTF-8 ALL, cached", b"UID SORT (REVERSE DATE) UTF-8 ALL"),
     ("UID SORT (SUBJECT) UTF-8 ALL, cached", b"UID SORT (SUBJECT) UTF-8 ALL"),
 ]
+
+
+def report(label, lines, seconds):
+    target = TARGETS.get(label)
+    verdict = "" if target is None else f"  (target < {target:g} s: {'met' if seconds < target else 'MISSED'})"
+    print(f"{label:45s} {seconds:8.3f} s  {len(lines) - 1:7d} untagged{verdict}")
 
 
 def main():
@@ -62,10 +72,13 @@ def main():
         client.command(b'LOGIN %s "%s"' % (USER.encode(), PASSWORD.encode()))
         print(f"{options.count} messages, load average before: {os.getloadavg()[0]:.2f}")
         for label, command in COMMANDS:
-            lines, seconds = client.command(command)
-            target = TARGETS.get(label)
-            verdict = "" if target is None else f"  (target < {target:g} s: {'met' if seconds < target else 'MISSED'})"
-            print(f"{label:45s} {seconds:8.3f} s  {len(lines) - 1:7d} untagged{verdict}")
+            report(label, *client.command(command))
+        lines, _seconds = client.command(b"STATUS INBOX (HIGHESTMODSEQ)")
+        since = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(lines)).group(1))
+        for number in range(1, options.count + 1, max(1, options.count // 10)):
+            client.command(b"STORE %d +FLAGS.SILENT (\\Flagged)" % number)
+        label = "UID FETCH 1:* (FLAGS) (CHANGEDSINCE n), 10 changed"
+        report(label, *client.command(b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % since))
         client.close()
         rss = server.peak_rss_mib()
         print(f"server peak RSS (VmHWM) {rss:.0f} MiB  (target < {RSS_TARGET_MIB} MiB: "

@@ -19,6 +19,7 @@ from mailbox_appliance.accounts.addresses import (
 )
 from mailbox_appliance.accounts.directory import Accounts
 from mailbox_appliance.maildir.layout import create_user_maildir, user_maildir
+from mailbox_appliance.maildir.usage import storage_used
 
 
 class AdminError(Exception):
@@ -103,14 +104,44 @@ def user_add(arguments, settings):
     return f"added user {address} (mail in {maildir})"
 
 
+def _user_entry(accounts, address):
+    entry = accounts.user_entry(address)
+    if entry is None:
+        raise AdminError(f"no user {address}")
+    return entry
+
+
 def user_passwd(arguments, settings):
     accounts = _accounts(settings)
     address = normalize_address(arguments.address)
-    if accounts.password_hash(address) is None:
-        raise AdminError(f"no user {address}")
+    entry = _user_entry(accounts, address)
     password = _read_password(arguments, address)
-    files.edit(settings.accounts.users_file, files.USERS, address, f"{address}:{passwords.hash_password(password)}")
+    # The fields after the hash (Dovecot's uid, home, extra fields: the quota) are kept.
+    files.edit(settings.accounts.users_file, files.USERS, address, entry.line(address, passwords.hash_password(password)))
     return f"changed the password of {address}"
+
+
+def user_quota(arguments, settings):
+    """Set the user's storage limit (Dovecot's userdb_quota_rule in the users file), or none."""
+    accounts = _accounts(settings)
+    address = normalize_address(arguments.address)
+    entry = _user_entry(accounts, address)
+    if arguments.size.lower() == "none":
+        quota = None
+    else:
+        try:
+            quota = config.parse_size(arguments.size)
+        except ValueError as error:
+            raise AdminError(f"{arguments.size!r}: {error}") from None
+    files.edit(settings.accounts.users_file, files.USERS, address, entry.line(address, quota=quota))
+    return f"quota of {address}: " + (_size(quota) if quota else "no limit")
+
+
+def _size(octets):
+    for unit, scale in (("G", 1024**3), ("M", 1024**2), ("k", 1024)):
+        if octets >= scale:
+            return f"{octets / scale:.1f}{unit}"
+    return f"{octets}"
 
 
 def user_del(arguments, settings):
@@ -123,12 +154,17 @@ def user_del(arguments, settings):
 
 
 def user_list(arguments, settings):
+    """Each user with the mail stored and the quota: ``alice@example.test  12.3M of 1.0G``."""
     accounts = _accounts(settings)
     lines = []
     for address in accounts.users():
-        stored = accounts.password_hash(address)
-        note = "" if passwords.is_supported(stored) else f"  (password scheme {passwords.scheme_of(stored)} not supported)"
-        lines.append(address + note)
+        entry = accounts.user_entry(address)
+        note = "" if passwords.is_supported(entry.password_hash) else (
+            f"  (password scheme {passwords.scheme_of(entry.password_hash)} not supported)")
+        limit = entry.quota if entry.quota is not None else settings.limits.default_quota
+        local, domain = split_address(address)
+        used = _size(storage_used(user_maildir(settings.server.data_dir, domain, local)))
+        lines.append(f"{address}  {used} of {_size(limit) if limit else 'no limit'}{note}")
     return "\n".join(lines)
 
 
@@ -315,7 +351,10 @@ def _parser():
         sub.add_argument("address")
         sub.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     command(user, "del", user_del, "delete a user (its mail is kept on disk)").add_argument("address")
-    command(user, "list", user_list, "list the users")
+    command(user, "list", user_list, "list the users, their mail stored and their quota")
+    sub = command(user, "quota", user_quota, "set a user's storage limit (e.g. 2G), or none for no limit")
+    sub.add_argument("address")
+    sub.add_argument("size")
 
     alias = groups.add_parser("alias", help="aliases and catch-alls").add_subparsers(dest="action", required=True)
     sub = command(alias, "add", alias_add, "point an address (or @domain) at one or more addresses")

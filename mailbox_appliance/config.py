@@ -65,6 +65,11 @@ def parse_size(value):
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
+def parse_optional_size(value):
+    """A size, or None for an empty value (no limit)."""
+    return parse_size(value) if value.strip() else None
+
+
 def parse_duration(value):
     """'300', '5m', '4h', '5d' -> seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhdSMHD]?)\s*", value)
@@ -237,6 +242,7 @@ class LimitsSettings:
     max_line_length: int
     login_failures: int
     login_lockout: int
+    default_quota: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -310,6 +316,7 @@ SCHEMA = {
         "max_line_length": Setting(parse_line_length, "65536"),
         "login_failures": Setting(parse_positive_int, "10"),
         "login_lockout": Setting(parse_duration, "15m"),
+        "default_quota": Setting(parse_optional_size, ""),
     },
     "outbound": {
         "resolver": Setting(parse_resolver, "system"),

@@ -56,14 +56,17 @@ class MaildirJob:
 class Delivery:
     log = Logger()
 
-    def __init__(self, data_dir, hostname, accounts, spool, committer):
+    def __init__(self, data_dir, hostname, accounts, spool, committer, quotas):
         """*accounts* (IAccounts) resolves report recipients; *spool* (ISpool) takes remote
-        recipients; *committer* (group_commit.GroupCommitter) makes every write durable."""
+        recipients; *committer* (group_commit.GroupCommitter) makes every write durable;
+        *quotas* (IQuotas) is charged for each local copy (the SMTP policy checked it fits,
+        in this same reactor turn; a report is never refused)."""
         self.data_dir = data_dir
         self.hostname = hostname
         self.accounts = accounts
         self.spool = spool
         self.committer = committer
+        self.quotas = quotas
         self._maildirs = {}
 
     def new_id(self):
@@ -79,16 +82,23 @@ class Delivery:
             # RFC 5321 §4.4: the final delivery adds Return-Path with the envelope sender.
             local_copy = return_path(sender) + message
             jobs += [MaildirJob(self._maildir(mailbox), local_copy, self.hostname, crlf_only) for mailbox in local]
+            for mailbox in local:
+                self.quotas.charge(mailbox, len(local_copy))
         if remote:
             staged = self.spool.stage(sender, list(remote), message, received_from=received_from, entry_id=queue_id)
             jobs.append(staged)
         result = self.committer.commit(jobs)
 
+        def not_stored(failure):
+            for mailbox in local:
+                self.quotas.charge(mailbox, -len(local_copy))
+            return failure
+
         def stored(_):
             # No log line here: the caller's one line per transaction names the queue id.
             if staged is not None:
                 self.spool.announce(staged.envelope)
-        return result.addCallback(stored)
+        return result.addCallbacks(stored, not_stored)
 
     def deliver_report(self, recipient, message):
         resolution = self.accounts.resolve(recipient)

@@ -33,6 +33,10 @@ class IAccounts(Interface):
     def password_hash(address):
         """The stored ``{SCHEME}hash`` of the user *address*, or None if there is no such user."""
 
+    def user_entry(address):
+        """The user's line of the users file (accounts.files.UserEntry: hash, quota, the rest),
+        or None if there is no such user."""
+
     def resolve(address):
         """Expand *address* through aliases, subaddressing and catch-alls.
 
@@ -42,6 +46,28 @@ class IAccounts(Interface):
 
     def may_send_as(user, address):
         """True when the authenticated *user* may use *address* as envelope or header sender."""
+
+
+class IQuotas(Interface):
+    """Each user's storage limit and use (quota.py); sizes in octets."""
+
+    def limit(address):
+        """The user's limit, or None for none."""
+
+    def usage(address):
+        """Octets the user's mail takes now."""
+
+    def fits(address, size):
+        """True when *size* more octets stay within the user's limit."""
+
+    def full(address):
+        """True when the user is at or over the limit."""
+
+    def charge(address, size):
+        """Count *size* octets just stored (negative: removed) without counting again."""
+
+    def forget(address):
+        """Count the user's use again at the next question (after expunges and deletions)."""
 
 
 # -- avatars (realm.py) --------------------------------------------------------------------------

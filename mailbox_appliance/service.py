@@ -28,6 +28,7 @@ from mailbox_appliance.queue.outbound import Outbound, Relay
 from mailbox_appliance.queue.runner import QueueRunner
 from mailbox_appliance.queue.schedule import Schedule
 from mailbox_appliance.queue.spool import Spool
+from mailbox_appliance.quota import Quotas
 from mailbox_appliance.realm import MailRealm
 from mailbox_appliance.session_security import LoginGate
 from mailbox_appliance.smtp.server import SMTPFactory
@@ -138,26 +139,27 @@ def makeService(settings, reactor=None):
     except tls.TLSError as error:
         raise StartupError(f"{settings.path or 'built-in defaults'}: {error}") from None
     data_dir = settings.server.data_dir
-    folders = FolderRegistry(reactor)
+    quotas = Quotas(data_dir, accounts, settings.limits.default_quota, reactor)
+    folders = FolderRegistry(reactor, on_removed=quotas.folder_emptied)
     realm = MailRealm(data_dir, folders)
     limits = settings.limits
     throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
     gate = LoginGate(Portal(realm, [PasswordChecker(accounts, reactor)]), throttle, reactor)
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
-    delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer)
+    delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas)
     runner = _queue_runner(settings, accounts, spool, committer, delivery, reactor)
 
     def smtp(role):
-        return SMTPFactory(role, settings, accounts, gate, delivery, tls_context, reactor)
+        return SMTPFactory(role, settings, accounts, quotas, gate, delivery, tls_context, reactor)
 
     # listener name -> (protocol, factory maker)
     factories = {
         "smtp": ("smtp", lambda: smtp("inbound")),
         "submission": ("smtp", lambda: smtp("submission")),
         "submissions": ("smtp", lambda: smtp("submissions")),
-        "imap": ("imap", lambda: IMAPFactory(settings, gate, tls_context, reactor)),
-        "imaps": ("imap", lambda: IMAPFactory(settings, gate, tls_context, reactor, implicit_tls=True)),
+        "imap": ("imap", lambda: IMAPFactory(settings, gate, quotas, tls_context, reactor)),
+        "imaps": ("imap", lambda: IMAPFactory(settings, gate, quotas, tls_context, reactor, implicit_tls=True)),
         "pop3": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor)),
         "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),
     }

@@ -45,7 +45,7 @@ def test_user_round_trip_creates_the_maildir(config_path, tmp_path):
             assert (maildir / folder / sub).is_dir(), folder + "/" + sub
     users = (tmp_path / "data" / "users").read_text()
     assert users.startswith("alice@example.test:{ARGON2ID}$argon2id$") and "first" not in users
-    assert _ok(admin(config_path, "user", "list")).split() == ["alice@example.test"]
+    assert _ok(admin(config_path, "user", "list")).splitlines() == ["alice@example.test  0 of no limit"]
     _fails(admin(config_path, "user", "add", "alice@example.test", password="again"), "exists already")
     _fails(admin(config_path, "user", "add", "bob@elsewhere.test", password="pw"), "elsewhere.test is not a domain of this server")
     _fails(admin(config_path, "user", "add", "no-at-sign", password="pw"), "is not a mail address")
@@ -86,7 +86,7 @@ def test_concurrent_edits_lose_nothing(config_path):
     with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
         results = list(pool.map(lambda name: admin(config_path, "user", "add", name, password="pw"), names))
     assert all(result.returncode == 0 for result in results), [r.stderr for r in results]
-    assert _ok(admin(config_path, "user", "list")).split() == sorted(names)
+    assert [line.split()[0] for line in _ok(admin(config_path, "user", "list")).splitlines()] == sorted(names)
 
 
 def test_check_config(config_path, tmp_path):

@@ -16,6 +16,7 @@ from mailbox_appliance.delivery import Delivery, MaildirJob
 from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.maildir.layout import create_user_maildir
 from mailbox_appliance.queue.spool import Spool, UnknownEntry
+from mailbox_appliance.quota import Quotas
 
 
 class _InlineReactor:
@@ -184,7 +185,7 @@ def test_the_deferred_fires_only_after_files_renames_and_directories_are_durable
     events = []
     reactor = _ThreadHopReactor(events)
     committer = GroupCommitter(reactor)
-    delivery = Delivery(data_dir, "mail.example.test", None, spool, committer)
+    delivery = Delivery(data_dir, "mail.example.test", None, spool, committer, Quotas(data_dir, None, None, reactor))
     spool.watch(lambda envelope: events.append(("on_queued", envelope.id)))
     local = ("alice@example.test",) if "local" in where else ()
     remote = ("friend@remote.test",) if "remote" in where else ()

@@ -58,6 +58,11 @@ class Accounts:
         return dict(self._aliases.entries())
 
     def password_hash(self, address):
+        entry = self._users.entries().get(normalize_address(address))
+        return None if entry is None else entry.password_hash
+
+    def user_entry(self, address):
+        """The users file's entry (files.UserEntry) for *address*, or None."""
         return self._users.entries().get(normalize_address(address))
 
     def resolve(self, address):

@@ -6,14 +6,16 @@ changes (checked on each use, a stat call), so edits take effect without a resta
 longer parses keeps the previous good version in force and says why in the log.
 
 - users: Dovecot's passwd-file shape, ``user@domain:{SCHEME}hash[:uid:gid:gecos:home:shell:extra]``
-  (only the first two fields are used; the others are kept).
+  (the first two fields are used, and of the extra fields Dovecot's own quota setting,
+  ``userdb_quota_rule=*:storage=SIZE``, where 0 means no limit; the others are kept).
 - aliases: ``source: target[, target ...]`` where source is ``name@domain`` or ``@domain`` (catch-all).
 - domains: one domain per line (added to ``[server] domains`` from the configuration).
 """
 
 import os
+import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from twisted.logger import Logger
 
@@ -37,15 +39,52 @@ class FileFormat:
     parse_line: Callable
 
 
+@dataclass(frozen=True)
+class UserEntry:
+    """One line of the users file: the password hash, the quota (bytes; 0 for none set to no
+    limit; None when the line sets none) and the fields after the hash as written."""
+
+    password_hash: str
+    quota: Optional[int]
+    rest: str
+
+    def line(self, address, password_hash=None, quota=False):
+        """The entry's line, with a new hash and/or quota (None: no limit; False: unchanged)."""
+        rest = self.rest
+        if quota is not False:
+            fields = _fields(rest[1:])
+            extra = [word for word in fields[5].split() if not _QUOTA_RULE.fullmatch(word)]
+            extra.append("userdb_quota_rule=*:storage=%d" % (quota or 0))
+            fields[5] = " ".join(extra)
+            rest = ":" + ":".join(fields)
+        return f"{address}:{password_hash or self.password_hash}{rest}"
+
+
+def _fields(text):
+    """uid, gid, gecos, home, shell and the extra fields (which may hold ":") after the hash."""
+    fields = text.split(":", 5) if text else []
+    return fields + [""] * (6 - len(fields))
+
+
+# Dovecot's quota in a passwd-file extra field; sizes as Dovecot writes them (k, M, G, T; B).
+_QUOTA_RULE = re.compile(r"(?:userdb_)?quota_rule=\*:storage=(\d+)([kKmMgGtT]?)[bB]?")
+_QUOTA_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
 def _parse_user(line):
     address, separator, rest = line.partition(":")
     address = normalize_address(address)
     if not separator or not is_valid_address(address):
         raise ValueError("expected user@domain:{SCHEME}hash")
-    password_hash = rest.split(":", 1)[0]
+    password_hash, _, fields = rest.partition(":")
     if not password_hash.startswith("{"):
         raise ValueError(f"the password of {address} has no {{SCHEME}} prefix")
-    return address, password_hash
+    quota = None
+    for word in _fields(fields)[5].split():
+        match = _QUOTA_RULE.fullmatch(word)
+        if match:
+            quota = int(match.group(1)) * _QUOTA_UNITS[match.group(2).lower()]
+    return address, UserEntry(password_hash, quota, rest[len(password_hash):])
 
 
 def _parse_alias(line):

@@ -265,6 +265,7 @@ class FolderCommands:
             b"UNSEEN": lambda: sum(FLAG_SEEN not in m.letters for m in folder.messages.values()),
             b"APPENDLIMIT": lambda: self.factory.max_message_size,      # RFC 7889 §5
             b"HIGHESTMODSEQ": lambda: folder.highest_modseq,            # RFC 7162 §3.1.6
+            b"SIZE": lambda: sum(map(folder.stored_size, folder.messages.values())),   # RFC 8438
         }
         answer = []
         for item in items:
@@ -305,6 +306,8 @@ class FolderCommands:
         except OverflowError:
             self.refuse(tag, "Message larger than %d octets" % limit, "TOOBIG")
             return
+        if not self.quota_allows(tag, sum(map(len, contents))):
+            return
         contents = [encode_binary_parts(content) for content in contents]
         if any(b"\0" in content for content in contents):
             # RFC 3516 §4.4: binary content is kept as base64 (transfer_encoding.py); a NUL
@@ -318,6 +321,7 @@ class FolderCommands:
         except BaseException:
             folder.remove(uids)           # RFC 3502 §6: none of them, if not all
             raise
+        self.quota_charge(sum(map(len, contents)))
         self.sendPositiveResponse(tag, b"[APPENDUID %d %s] APPEND completed" % (folder.uidvalidity, uid_set(uids)))
 
     def arg_append_messages(self, line):

@@ -367,8 +367,9 @@ class MessageCommands:
 
     # -- COPY, MOVE (RFC 3501 §6.4.7; COPYUID RFC 4315 §3; RFC 6851) --------------------------
 
-    def _copy(self, tag, ranges, raw_name, by_uid):
-        """Copy the messages; returns (source uids, new uids, uidvalidity), or None if answered."""
+    def _copy(self, tag, ranges, raw_name, by_uid, adds=True):
+        """Copy the messages; returns (source uids, new uids, uidvalidity), or None if answered.
+        A copy that *adds* to the user's mail (COPY, not MOVE) must fit the quota."""
         chosen = self._messages(tag, ranges, by_uid)
         if chosen is None:
             return None
@@ -377,7 +378,12 @@ class MessageCommands:
             return None
         source = self.selection.folder
         messages = [source.messages[u] for _n, u in chosen if u in source.messages]
-        return [m.uid for m in messages], target.copy_in(source, messages), target.uidvalidity
+        size = sum(map(source.stored_size, messages)) if adds else 0
+        if adds and not self.quota_allows(tag, size):
+            return None
+        copied = target.copy_in(source, messages)
+        self.quota_charge(size)
+        return [m.uid for m in messages], copied, target.uidvalidity
 
     def do_COPY(self, tag, ranges, raw_name, uid=False):
         copied = self._copy(tag, ranges, raw_name, uid)
@@ -391,7 +397,7 @@ class MessageCommands:
         if self.selection.readonly:
             self.sendNegativeResponse(tag, b"[READ-ONLY] The folder was opened with EXAMINE")
             return
-        copied = self._copy(tag, ranges, raw_name, uid)
+        copied = self._copy(tag, ranges, raw_name, uid, adds=False)
         if copied is None:
             return
         old, new, validity = copied

@@ -30,6 +30,7 @@ from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, Lo
 from .account import MaildirAccount
 from .condstore import Resync
 from .notify import Notify
+from .quota_commands import QuotaCommands
 from .folder_commands import FolderCommands
 from .identity import SERVER_IDENTITY, identity_fields
 from .literals import LiteralArguments
@@ -46,7 +47,7 @@ MAX_BAD_COMMANDS = 10
 PREAUTH_TIMEOUT_SECONDS = 60
 
 
-class IMAPServer(SecureSession, Notify, Resync, FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
+class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, MessageCommands, LiteralArguments, IMAP4Server):
     log = Logger()
     protocol_name = "imap"
     IDENT = b"mailbox-appliance IMAP4rev1 ready"
@@ -122,6 +123,9 @@ class IMAPServer(SecureSession, Notify, Resync, FolderCommands, MessageCommands,
             b"CONDSTORE",                                       # RFC 7162 (condstore.py, maildir/modseq.py)
             b"QRESYNC",                                         # RFC 7162 §3.2
             b"NOTIFY",                                          # RFC 5465 (notify.py)
+            b"QUOTA",                                           # RFC 9208 (quota_commands.py)
+            b"QUOTA=RES-STORAGE",
+            b"STATUS=SIZE",                                     # RFC 8438
             b"LITERAL+",                                        # RFC 7888 (literals.py)
             b"ID",                                              # RFC 2971
             b"SORT",                                            # RFC 5256 (sort.py)
@@ -392,10 +396,11 @@ class IMAPServer(SecureSession, Notify, Resync, FolderCommands, MessageCommands,
 class IMAPFactory(ServerFactory):
     """Builds the IMAPServer sessions of one listener (143 or 993)."""
 
-    def __init__(self, settings, gate, tls_context, clock, implicit_tls=False):
+    def __init__(self, settings, gate, quotas, tls_context, clock, implicit_tls=False):
         """*gate* is the session_security.LoginGate; the realm behind it hands each login its
-        Maildir and the folder registry every session shares."""
+        Maildir and the folder registry every session shares; *quotas* (IQuotas) the limits."""
         self.gate = gate
+        self.quotas = quotas
         self.tls_context = None if implicit_tls else tls_context
         self.implicit_tls = implicit_tls
         self.clock = clock

@@ -87,9 +87,11 @@ class Folder:
 
     log = Logger()
 
-    def __init__(self, path, clock):
+    def __init__(self, path, clock, on_removed=None):
+        """*on_removed(path)* is told when messages leave the folder (the quota counts again)."""
         self.path = path
         self.clock = clock
+        self.on_removed = on_removed or (lambda path: None)
         self.uidlist = UidList.load(path)
         self.keywords = Keywords.load(path)
         self.modseqs = ModSeqs.load(path, has_mail=self.uidlist.next_uid > 1,
@@ -314,6 +316,16 @@ class Folder:
             message._vsize = size
         return message._vsize
 
+    def stored_size(self, message):
+        """The octets the message takes on disk: S= from the name, else a stat (quota, STATUS SIZE)."""
+        size = message.size_field("S")
+        if size is None:
+            try:
+                size = os.stat(self.file_path(message)).st_size
+            except FileNotFoundError:
+                size = 0
+        return size
+
     def internal_date(self, message):
         """INTERNALDATE as a POSIX time: the file's modification time, as Dovecot keeps it."""
         if message._mtime is None:
@@ -457,6 +469,7 @@ class Folder:
         self.modseqs.remember_expunged([m.uid for m in doomed], self.modseqs.next())
         self._cur_mtime = os.stat(os.path.join(self.path, "cur")).st_mtime_ns
         removed = sorted(m.uid for m in doomed)
+        self.on_removed(self.path)
         self._tell("messages_expunged", removed, origin)
         return removed
 
@@ -468,8 +481,10 @@ class FolderRegistry:
     service.py makes one and hands it to the realm: every IMAP and POP3 session must share it, or
     two sessions of one folder would hold two diverging states."""
 
-    def __init__(self, clock):
+    def __init__(self, clock, on_removed=None):
+        """*on_removed(folder path)*: see Folder."""
         self.clock = clock
+        self.on_removed = on_removed
         self._folders = {}
         self._name_watchers = {}          # maildir -> sessions told of folder name changes
 
@@ -477,7 +492,7 @@ class FolderRegistry:
         path = os.path.realpath(path)
         folder = self._folders.get(path)
         if folder is None:
-            folder = self._folders[path] = Folder(path, self.clock)
+            folder = self._folders[path] = Folder(path, self.clock, self.on_removed)
         return folder
 
     def watch_names(self, maildir, watcher):

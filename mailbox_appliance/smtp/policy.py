@@ -11,13 +11,23 @@ The three listeners differ only here:
 An authenticated user sends only as their own addresses: the address itself, its +subaddresses,
 and aliases that point to them; on submission that holds for the From: field too, since the
 queue DKIM-signs for the From: domain.
+
+A local mailbox over its quota (quota.py) refuses mail with 452 4.2.2 (RFC 3463 "mailbox full";
+temporary, so the sender retries once the user has made room): at RCPT when it is full already or
+the SIZE declared would not fit, after DATA for the mailboxes the message does not fit, while
+the others still get it and the sender gets a report for those.  Bounces (null sender) are never
+refused: there is no one to tell.
 """
+
+import time
+from dataclasses import replace
 
 import re
 
 from mailbox_appliance import address_list
 from mailbox_appliance.accounts.addresses import normalize_address, split_address
 from mailbox_appliance.message import header_block
+from mailbox_appliance.queue import dsn
 from mailbox_appliance.smtp import headers
 from mailbox_appliance.smtp.reply import Reply
 
@@ -30,9 +40,10 @@ _FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:(.*(?:\r\n[ \t].*)*)")
 
 class Policy:
 
-    def __init__(self, role, accounts):
+    def __init__(self, role, accounts, quotas):
         self.role = role
         self.accounts = accounts
+        self.quotas = quotas
 
     def check_session(self, session):
         """Before MAIL: submission requires TLS and AUTH (RFC 6409 §4.3, RFC 4954 §6)."""
@@ -62,7 +73,33 @@ class Policy:
         resolution = self.accounts.resolve(address)
         if resolution is None:
             raise Reply(550, "5.1.1", f"No such user here: <{address}>")
+        transaction = session.transaction
+        if transaction.sender and resolution.local and not resolution.remote and all(
+                self.quotas.full(mailbox) or not self.quotas.fits(mailbox, transaction.declared_size)
+                for mailbox in resolution.local):
+            raise Reply(452, "4.2.2", f"Mailbox full: <{address}>")
         return resolution
+
+    def without_full_mailboxes(self, transaction, size):
+        """(the recipients with the local mailboxes *size* more octets would put over quota
+        left out, those mailboxes); recipients left with nowhere to go are dropped."""
+        if not transaction.sender:
+            return transaction.recipients, []
+        full = {mailbox for _address, resolution in transaction.recipients for mailbox in resolution.local
+                if not self.quotas.fits(mailbox, size)}
+        if not full:
+            return transaction.recipients, []
+        kept = []
+        for address, resolution in transaction.recipients:
+            resolution = replace(resolution, local=tuple(m for m in resolution.local if m not in full))
+            if resolution.local or resolution.remote:
+                kept.append((address, resolution))
+        return kept, sorted(full)
+
+    def quota_report(self, transaction, queue_id, message, full):
+        """The report to the sender for the mailboxes a delivered message did not fit (RFC 3464)."""
+        reports = [dsn.RecipientReport(mailbox, "failed", "5.2.2", "Mailbox full") for mailbox in full]
+        return dsn.build_report(self.accounts.hostname, transaction.sender, queue_id, time.time(), message, reports)
 
     def check_author(self, session, message):
         """On submission, the message's author must be the user: exactly one From: field, holding

@@ -21,6 +21,7 @@ import secrets
 from dataclasses import dataclass
 
 from twisted.cred.credentials import UsernamePassword
+from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -605,13 +606,29 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         transaction = self.transaction
         queue_id = self.delivery.new_id()
         message = self.policy.prepare_message(self, transaction, queue_id, message)
+        # Checked and charged in this one reactor turn: concurrent deliveries cannot both fit.
+        recipients, full = self.policy.without_full_mailboxes(transaction, len(message))
+        if not recipients:
+            return self._finish_refused(Reply(452, "4.2.2", "Mailbox full"))
         self._wait()
         # content.problem() let through only lines ending in CRLF, and our header lines end so too.
-        result = self.delivery.deliver(queue_id, transaction.sender, transaction.recipients, message,
+        result = self.delivery.deliver(queue_id, transaction.sender, recipients, message,
                                        self._received_from(), crlf_only=True)
         result.addCallbacks(self._delivered, self._not_delivered, (queue_id, transaction, len(message)),
                             errbackArgs=(queue_id, transaction, len(message)))
         result.addErrback(self._unexpected, "delivery")
+        if full:
+            # Once the message is stored (the Deferred above has answered the client).
+            result.addCallback(lambda stored: stored and self._report_full(queue_id, transaction, message, full))
+
+    def _report_full(self, queue_id, transaction, message, full):
+        """The message went to the others; its sender hears which mailboxes were full."""
+        self.log.info("smtp session {session}: {queue_id} not delivered to full mailboxes {mailboxes}",
+                      session=self.session_id, queue_id=queue_id, mailboxes=",".join(f"<{m}>" for m in full))
+        report = self.policy.quota_report(transaction, queue_id, message, full)
+        return defer.maybeDeferred(self.delivery.deliver_report, transaction.sender, report).addErrback(
+            lambda failure: self.log.failure("smtp session {session}: quota report for {queue_id} not stored",
+                                             failure, session=self.session_id, queue_id=queue_id))
 
     def _received_from(self):
         return {"client": self.client_address, "helo": self.helo, "user": self.user,
@@ -621,6 +638,7 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         self.transaction = None
         self._log_transaction("250 queued", queue_id, transaction, size)
         self._resume(250, "2.0.0", f"OK: queued as {queue_id}")
+        return True
 
     def _not_delivered(self, failure, queue_id, transaction, size):
         self.transaction = None

@@ -7,7 +7,7 @@ from mailbox_appliance.smtp.protocol import SessionSettings, SMTPServer
 
 
 class SMTPFactory(ServerFactory):
-    def __init__(self, role, settings, accounts, gate, delivery, tls_context, clock):
+    def __init__(self, role, settings, accounts, quotas, gate, delivery, tls_context, clock):
         """*delivery* is the IDelivery accepted mail goes to; *gate* the LoginGate for AUTH."""
         limits = settings.limits
         self.session_settings = SessionSettings(
@@ -20,7 +20,7 @@ class SMTPFactory(ServerFactory):
             implicit_tls=role == "submissions",
             message_dir=settings.data_path("tmp"),
         )
-        self.policy = Policy(role, accounts)
+        self.policy = Policy(role, accounts, quotas)
         self.gate = gate
         self.delivery = delivery
         self.clock = clock
