@@ -75,8 +75,12 @@ class MessageCommands:
         except BadSequence as error:
             raise IllegalClientResponse(str(error)) from None
 
-    def _messages(self, tag, ranges, by_uid):
+    def _messages(self, tag, ranges, by_uid, among=None):
+        """[(number, uid)] named by *ranges* (of those in *among*, if given), or None once BAD
+        is answered."""
         try:
+            if among is not None:
+                return self.selection.resolve_among(ranges, by_uid, among)
             return self.selection.resolve(ranges, by_uid)
         except BadSequence as error:
             self.sendBadResponse(tag, str(error).encode())
@@ -90,7 +94,13 @@ class MessageCommands:
             # RFC 7162 §3.2.6: only UID FETCH, with CHANGEDSINCE, once QRESYNC is enabled.
             self.sendBadResponse(tag, b"VANISHED needs UID FETCH with CHANGEDSINCE and ENABLE QRESYNC")
             return
-        chosen = self._messages(tag, ranges, uid)
+        if changed_since is None:
+            chosen = self._messages(tag, ranges, uid)
+        else:
+            # RFC 7162 §3.1.4: only what changed since; found from the mod-sequences first.
+            messages = self.selection.folder.messages
+            changed = [u for u, message in messages.items() if message.modseq > changed_since]
+            chosen = self._messages(tag, ranges, uid, among=changed)
         if chosen is None:
             return
         if changed_since is not None or any(item.kind == "modseq" for item in query):
@@ -107,8 +117,6 @@ class MessageCommands:
             message = folder.messages.get(message_uid)
             if message is None:
                 continue              # expunged elsewhere; this session hears of it later
-            if changed_since is not None and message.modseq <= changed_since:
-                continue              # RFC 7162 §3.1.4: only what changed since
             if marks_seen and FLAG_SEEN not in message.letters:
                 self.selection.set_letters([message_uid], {FLAG_SEEN}, 1)
                 flags_too = True

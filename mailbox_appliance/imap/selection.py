@@ -113,6 +113,22 @@ class Selection:
                 chosen.update(range(low - 1, high))
         return [(index + 1, view[index]) for index in sorted(chosen)]
 
+    def resolve_among(self, ranges, by_uid, uids):
+        """resolve() for the few messages *uids* only (CHANGEDSINCE's): each is looked up,
+        instead of listing a 100,000-message range to keep ten of it."""
+        view = self.uids
+        top = (view[-1] if view else 0) if by_uid else len(view)
+        bounds = [tuple(sorted((top if low is None else low, top if high is None else high))) for low, high in ranges]
+        if not by_uid and any(high > len(view) for _low, high in bounds):
+            raise BadSequence("No message %d in this folder" % max(high for _low, high in bounds))
+        chosen = []
+        for uid in sorted(uids):
+            number = self.sequence_of(uid)
+            value = uid if by_uid else number
+            if number is not None and any(low <= value <= high for low, high in bounds):
+                chosen.append((number, uid))
+        return chosen
+
     def flags_of(self, uid):
         """The message's IMAP flags as this session sees them (with its own \\Recent)."""
         message = self.folder.messages.get(uid)
