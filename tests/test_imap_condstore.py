@@ -241,3 +241,29 @@ def test_a_folder_taken_over_starts_above_any_client_state(office, session):
     highest = _highest(session.ok(b"SELECT INBOX"))
     assert highest >= started
     assert _modseqs(session.ok(b"FETCH 1 (UID MODSEQ)")) == {7: highest}
+
+
+def test_sigkill_during_flag_changes_never_sends_highestmodseq_backwards(office, ten):
+    """A client stores flags as fast as it can and reads every MODSEQ it is told; the appliance is
+    killed in the middle. After the restart HIGHESTMODSEQ is above everything the client saw."""
+    ten.ok(b"SELECT INBOX (CONDSTORE)")
+    seen = 0
+    ten.sock.sendall(b"".join(b"s%d STORE %d %sFLAGS.SILENT (\\Flagged)\r\n" % (n, n % 10 + 1, b"+-"[n % 2:n % 2 + 1])
+                              for n in range(2000)))
+    for _ in range(200):                       # some answers in: the rest are in flight
+        line = ten.reader.readline()
+        if MODSEQ.search(line):
+            seen = max(seen, int(MODSEQ.search(line).group(1)))
+    office.appliance.process.send_signal(signal.SIGKILL)
+    office.appliance.process.wait(20)
+    for line in iter(ten.reader.readline, b""):  # whatever the kernel still held for us
+        if MODSEQ.search(line):
+            seen = max(seen, int(MODSEQ.search(line).group(1)))
+    assert seen
+    office.start()
+    after = imapclient.Session(office)
+    try:
+        assert _highest(after.ok(b"SELECT INBOX")) > seen
+        assert min(_modseqs(after.ok(b"FETCH 1:* (UID MODSEQ)")).values()) > seen
+    finally:
+        after.close()
