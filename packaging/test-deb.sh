@@ -336,7 +336,7 @@ step "accounts with the installed admin command"
 admin domain add "$DOMAIN"
 printf '%s\n' "$PASSWORD" | admin user add "$ADDRESS" --password-stdin
 admin check-config | sed 's/^/  /'
-expect "admin user list" "$(admin user list)" "$ADDRESS"
+expect "admin user list" "$(admin user list)" "$ADDRESS  0 of no limit"
 for file in "$DATA/users" "$DATA/domains"; do
     expect "$file" "$(owner_mode "$file")" "mailbox-appliance:mailbox-appliance 640"
 done
