@@ -16,6 +16,13 @@ median of the runs:
   by the rest of the machine (other processes, the kernel threads; idle and iowait excluded),
   so a client-bound result would show.
 
+Port 25 checks every message's sender (SPF, DKIM, DMARC, ARC): the appliance asks a DNS server
+on loopback (tests/peers/dns_server.py, started here) whose zone makes each check do its work
+and pass: SPF for remote.test lists 127.0.0.1, every message carries one DKIM signature (made
+once by dkimpy over the fields and body all messages share) whose key the zone publishes, and
+remote.test publishes a DMARC record.  ``--dns-fail`` answers SERVFAIL instead (every check a
+temperror at once).
+
 The client is Python on epoll and non-blocking sockets, a small state machine per session, the
 body sent with sendmsg and never copied; its CPU time is printed beside the server's.
 ``--profile FILE`` runs the server under cProfile (reactor thread only) and writes FILE.<run>;
@@ -81,7 +88,7 @@ def password_hash():
 
 
 class Server:
-    def __init__(self, base, size, concurrency, users_line, profile=None):
+    def __init__(self, base, size, concurrency, users_line, resolver, profile=None):
         self.base = base
         data = os.path.join(base, "data")
         os.makedirs(data)
@@ -101,6 +108,8 @@ class Server:
                 [limits]
                 max_message_size = {max(size * 2, 1 << 20)}
                 max_connections = {concurrency * 2 + 50}
+                [outbound]
+                resolver = {resolver}
                 """))
         self.new_dir = os.path.join(data, "mail", DOMAIN, USER, "new")
         command = [TWISTD, "-n", "--pidfile=", "mailbox-appliance", "--config", self.config]
@@ -172,9 +181,10 @@ WORDS = ("the quick brown fox jumps over lazy dog mail server appliance office d
          "benchmark latency throughput header body line octet").split()
 
 
-def message_parts(size):
-    """(header template with {n:010d}, body): together SIZE octets of RFC 5322 text, CRLF lines
-    of at most 78 octets, no line starting with '.' (so no dot-stuffing is needed)."""
+def message_parts(size, signature_length=0):
+    """(header template with {n:010d}, body): together SIZE octets of RFC 5322 text (beside a
+    DKIM-Signature field of *signature_length* put on top), CRLF lines of at most 78 octets, no
+    line starting with '.' (so no dot-stuffing is needed)."""
     header = ("From: Bench Sender <" + SENDER + ">\r\n"
               "To: <" + RECIPIENT + ">\r\n"
               "Subject: smtp_accept benchmark message {n:010d}\r\n"
@@ -183,7 +193,7 @@ def message_parts(size):
               "MIME-Version: 1.0\r\n"
               "Content-Type: text/plain; charset=us-ascii\r\n"
               "\r\n")
-    header_length = len(header.format(n=0))
+    header_length = len(header.format(n=0)) + signature_length
     remaining = size - header_length
     if remaining < 8:
         raise SystemExit(f"--size must be at least {header_length + 8}")
@@ -203,6 +213,58 @@ def message_parts(size):
     body = "".join(lines).encode("ascii")
     assert len(header_length * b"x" + body) == size and b"\r\n." not in body and not body.startswith(b".")
     return header, body
+
+
+# Signed by every message's DKIM-Signature: the fields all messages share (not Subject or
+# Message-ID, which carry the message's number), and the body, the same in all.
+SIGNED_FIELDS = [b"from", b"to", b"date", b"mime-version", b"content-type"]
+SELECTOR = "bench"
+
+
+def signed_parts(size):
+    """message_parts with one DKIM-Signature on top, valid for every message; and the zone
+    that makes SPF, DKIM and DMARC pass for them."""
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from mailbox_appliance.queue.dkim_keys import txt_record
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    domain = SENDER.partition("@")[2]
+
+    def sign(header, body):
+        message = header.format(n=0).encode("ascii") + body
+        return dkim.sign(message, SELECTOR.encode(), domain.encode(), private, include_headers=SIGNED_FIELDS)
+
+    header, body = message_parts(size, len(sign(*message_parts(size))))
+    signature = sign(header, body).decode("ascii")
+    zone = {"records": {
+        domain: {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
+        f"{SELECTOR}._domainkey.{domain}": {"TXT": [txt_record(key.public_key())]},
+        f"_dmarc.{domain}": {"TXT": ["v=DMARC1; p=reject"]},
+    }}
+    return signature.replace("{", "{{").replace("}", "}}") + header, body, zone
+
+
+@contextmanager
+def dns_server(zone, workdir):
+    """tests/peers/dns_server.py serving *zone* on loopback: yields "127.0.0.1:PORT"."""
+    import json
+    path = os.path.join(workdir, "zone.json")
+    with open(path, "w") as handle:
+        json.dump(zone, handle)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "peers", "dns_server.py")
+    process = subprocess.Popen([sys.executable, script, path], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        if not line.startswith("dns listening on "):
+            raise SystemExit(f"the DNS server did not start: {line}")
+        yield line.split()[-1]
+    finally:
+        process.kill()
+        process.wait()
 
 
 # -- the client ---------------------------------------------------------------------------
@@ -226,9 +288,10 @@ class Client:
     connect.  Written against the socket API directly: asyncio's transports cost about three
     times the CPU per session, which on 2 cores is taken from the server."""
 
-    def __init__(self, port, count, concurrency, size):
+    def __init__(self, port, count, concurrency, parts):
         self.port, self.count, self.concurrency = port, count, concurrency
-        self.header, self.body = message_parts(size)
+        self.header, self.body = parts
+        size = len(self.header.format(n=0)) + len(self.body)
         self.envelope_lines = [f"MAIL FROM:<{SENDER}> SIZE={size}\r\n".encode(),
                                f"RCPT TO:<{RECIPIENT}>\r\n".encode(), b"DATA\r\n"]
         self.envelope = b"".join(self.envelope_lines)
@@ -422,7 +485,7 @@ def percentile(sorted_values, fraction):
     return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]
 
 
-def one_run(args, users_line, run, workdir):
+def one_run(args, users_line, run, workdir, resolver, parts):
     """One appliance, COUNT messages; its data stays in *workdir* (see work_directory)."""
     if args.wait_idle > 0:
         waited = wait_for_quiet(args.wait_idle)
@@ -430,9 +493,9 @@ def one_run(args, users_line, run, workdir):
             print(f"  note: the machine stayed busy for {args.wait_idle} s; measuring anyway", flush=True)
     base = tempfile.mkdtemp(prefix=f"run-{run}-", dir=workdir)
     profile = f"{args.profile}.{run}" if args.profile else None
-    server = Server(base, args.size, args.concurrency, users_line, profile)
+    server = Server(base, args.size, args.concurrency, users_line, resolver, profile)
     try:
-        bench = Client(server.port, args.count, args.concurrency, args.size)
+        bench = Client(server.port, args.count, args.concurrency, parts)
         server_cpu_before = server.cpu_seconds()
         client_cpu_before = time.process_time()
         machine_before = machine_busy_seconds()
@@ -492,6 +555,7 @@ def main():
                         help="before each run wait up to this many seconds for an idle machine (0: do not)")
     parser.add_argument("--profile", help="run the server under cProfile, writing PROFILE.<run>")
     parser.add_argument("--server-log", help="keep each run's server log as SERVER_LOG.<run>")
+    parser.add_argument("--dns-fail", action="store_true", help="the DNS server answers SERVFAIL to everything")
     args = parser.parse_args()
 
     located = subprocess.run([sys.executable, "-c", "import mailbox_appliance; print(mailbox_appliance.__file__)"],
@@ -501,8 +565,13 @@ def main():
     print(f"client: Python epoll state machine (EHLO, MAIL/RCPT/DATA pipelined per RFC 2920, QUIT); "
           f"server: {TWISTD} importing {located}")
     users_line = f"{RECIPIENT}:{password_hash()}"
-    with work_directory(args.tmpdir) as workdir:
-        results = [one_run(args, users_line, run, workdir) for run in range(1, args.runs + 1)]
+    header, body, zone = signed_parts(args.size)
+    if args.dns_fail:
+        zone = {"servfail_all": True}
+    print(f"DNS: a loopback server, {'SERVFAIL to everything' if args.dns_fail else 'SPF, DKIM and DMARC passing'}")
+    with work_directory(args.tmpdir) as workdir, dns_server(zone, workdir) as resolver:
+        results = [one_run(args, users_line, run, workdir, resolver, (header, body))
+                   for run in range(1, args.runs + 1)]
     median = {key: statistics.median(result[key] for result in results)
               for key in ("rate", "p50", "p99", "rss", "reactor_ms")}
     print(f"median of {args.runs}: {median['rate']:.0f} msg/s, latency p50 {median['p50']:.1f} ms "

@@ -142,6 +142,23 @@ def parse_resolver(value):
     return tuple(servers)
 
 
+def parse_choice(*choices):
+    def parse(value):
+        value = value.strip().lower()
+        if value not in choices:
+            raise _BadValue("expected " + " or ".join(choices))
+        return value
+    return parse
+
+
+def parse_optional_http_url(value):
+    """'' (none) or an http(s) URL without a path, e.g. http://127.0.0.1:11333."""
+    value = value.strip().rstrip("/")
+    if value and not re.fullmatch(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?", value):
+        raise _BadValue("expected an http URL such as http://127.0.0.1:11333, or nothing")
+    return value
+
+
 def _endpoint_parser(implicit_tls):
     def parse_endpoint(value):
         value = value.strip()
@@ -260,6 +277,14 @@ class OutboundSettings:
 
 
 @dataclass(frozen=True)
+class FilterSettings:
+    rspamd: str
+    rspamd_controller: str
+    dnsbl: tuple
+    dmarc_reject: str
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Optional[str]
     server: ServerSettings
@@ -268,6 +293,7 @@ class Settings:
     accounts: AccountsSettings
     limits: LimitsSettings
     outbound: OutboundSettings
+    filter: FilterSettings
 
     def data_path(self, *parts):
         return os.path.join(self.server.data_dir, *parts)
@@ -330,6 +356,12 @@ SCHEMA = {
         "relay_password": Setting(parse_text, ""),
         "relay_require_tls": Setting(parse_boolean, "yes"),
     },
+    "filter": {
+        "rspamd": Setting(parse_optional_http_url, ""),
+        "rspamd_controller": Setting(parse_optional_http_url, ""),
+        "dnsbl": Setting(parse_domain_list, ""),
+        "dmarc_reject": Setting(parse_choice("reject", "junk"), "reject"),
+    },
 }
 
 
@@ -377,6 +409,7 @@ def load(path=None):
         accounts=AccountsSettings(**values["accounts"]),
         limits=LimitsSettings(**values["limits"]),
         outbound=OutboundSettings(**values["outbound"]),
+        filter=FilterSettings(**values["filter"]),
     )
 
 

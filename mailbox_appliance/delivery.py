@@ -16,7 +16,7 @@ from zope.interface import implementer
 from mailbox_appliance.atomic import unlink_quietly
 from mailbox_appliance.interfaces import ICommitJob, IDelivery
 from mailbox_appliance.maildir import new_mail
-from mailbox_appliance.maildir.layout import ensure_user_maildir
+from mailbox_appliance.maildir.layout import ensure_user_maildir, folder_path, make_maildir
 from mailbox_appliance.message import return_path
 
 # What the queue records as the origin of its own reports; the queue signs these with DKIM.
@@ -73,15 +73,16 @@ class Delivery:
         return self.spool.new_id()
 
     def deliver(self, queue_id, sender, recipients, message, received_from, crlf_only=False):
-        local, remote = {}, {}
+        local, remote = {}, {}                  # mailbox -> folder; remote addresses
         for _address, resolution in recipients:
-            local.update(dict.fromkeys(resolution.local))
+            local.update(dict.fromkeys(resolution.local, resolution.folder))
             remote.update(dict.fromkeys(resolution.remote))
         jobs, staged = [], None
         if local:
             # RFC 5321 §4.4: the final delivery adds Return-Path with the envelope sender.
             local_copy = return_path(sender) + message
-            jobs += [MaildirJob(self._maildir(mailbox), local_copy, self.hostname, crlf_only) for mailbox in local]
+            jobs += [MaildirJob(self._maildir(mailbox, folder), local_copy, self.hostname, crlf_only)
+                     for mailbox, folder in local.items()]
             for mailbox in local:
                 self.quotas.charge(mailbox, len(local_copy))
         if remote:
@@ -113,8 +114,14 @@ class Delivery:
             return queue_id
         return result.addCallback(stored)
 
-    def _maildir(self, mailbox):
-        path = self._maildirs.get(mailbox)
+    def _maildir(self, mailbox, folder=""):
+        """The Maildir (or Maildir++ *folder* of it, made if the user removed it) to store into."""
+        path = self._maildirs.get((mailbox, folder))
         if path is None:
-            path = self._maildirs[mailbox] = ensure_user_maildir(self.data_dir, mailbox)
+            path = ensure_user_maildir(self.data_dir, mailbox)
+            if folder:
+                path = folder_path(path, folder)
+                if not os.path.isdir(os.path.join(path, "new")):
+                    make_maildir(path, folder=True)
+            self._maildirs[(mailbox, folder)] = path
         return path

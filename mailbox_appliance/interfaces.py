@@ -10,7 +10,8 @@ the implementations together (docs/architecture.md draws the picture):
 - durable writes: ICommitJob, the unit of work of the group committer;
 - the queue: ISpool and IStagedEntry, the on-disk queue as delivery and the runner use it;
 - the store: IFolderListener, how one folder's shared state tells every session of a change, and
-  IMailAccount, one user's folders as the IMAP server asks for them.
+  IMailAccount, one user's folders as the IMAP server asks for them;
+- spam filtering: ISpamLearning, where IMAP hands the messages a user moves into or out of Junk.
 """
 
 from zope.interface import Attribute, Interface
@@ -252,3 +253,14 @@ class IMailAccount(Interface):
 
     def open(name):
         """The shared maildir.mailbox.Folder for *name*; raises FolderError."""
+
+
+# -- spam filtering (spam/) ----------------------------------------------------------------------
+
+
+class ISpamLearning(Interface):
+    """Where what users teach the spam filter goes (a message moved into or out of Junk)."""
+
+    def learn(kind, path):
+        """Teach *kind* ("spam" or "ham") with the message file at *path*; returns at once,
+        never fails the command that taught it."""

@@ -31,6 +31,11 @@ from mailbox_appliance.queue.spool import Spool
 from mailbox_appliance.quota import Quotas
 from mailbox_appliance.realm import MailRealm
 from mailbox_appliance.session_security import LoginGate
+from mailbox_appliance.spam.dnsbl import Blocklists
+from mailbox_appliance.spam.learning import LearningQueue
+from mailbox_appliance.spam.rspamd import Rspamd
+from mailbox_appliance.smtp.inbound_checks import InboundChecks
+from mailbox_appliance.smtp.sender_auth import SenderAuthentication
 from mailbox_appliance.smtp.server import SMTPFactory
 
 
@@ -148,18 +153,23 @@ def makeService(settings, reactor=None):
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
     delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas)
-    runner = _queue_runner(settings, accounts, spool, committer, delivery, reactor)
+    # One DNS resolver (cached): the queue's MX lookups and port 25's sender checks.
+    resolver = make_resolver(settings.outbound.resolver)
+    runner = _queue_runner(settings, accounts, spool, committer, delivery, reactor, resolver)
+    checks, learning = _inbound_checks(settings, accounts, resolver, reactor)
+    sender_auth = checks.sender_auth
 
     def smtp(role):
-        return SMTPFactory(role, settings, accounts, quotas, gate, delivery, tls_context, reactor)
+        return SMTPFactory(role, settings, accounts, quotas, checks, gate, delivery, tls_context, reactor)
 
     # listener name -> (protocol, factory maker)
     factories = {
         "smtp": ("smtp", lambda: smtp("inbound")),
         "submission": ("smtp", lambda: smtp("submission")),
         "submissions": ("smtp", lambda: smtp("submissions")),
-        "imap": ("imap", lambda: IMAPFactory(settings, gate, quotas, tls_context, reactor)),
-        "imaps": ("imap", lambda: IMAPFactory(settings, gate, quotas, tls_context, reactor, implicit_tls=True)),
+        "imap": ("imap", lambda: IMAPFactory(settings, gate, quotas, learning, tls_context, reactor)),
+        "imaps": ("imap", lambda: IMAPFactory(settings, gate, quotas, learning, tls_context, reactor,
+                                              implicit_tls=True)),
         "pop3": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor)),
         "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),
     }
@@ -171,6 +181,8 @@ def makeService(settings, reactor=None):
     ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
     # Before the listeners too: once the appliance says it is listening, the admin can reach it.
     AdminChannel(data_dir, QueueControl(runner, spool).commands(), reactor).setServiceParent(appliance)
+    # Its checker processes start before the listeners, and stop after them.
+    sender_auth.setServiceParent(appliance)
     for name, endpoint, implicit_tls in settings.listen.enabled():
         protocol, make_factory = factories[name]
         factory = make_factory()
@@ -182,10 +194,24 @@ def makeService(settings, reactor=None):
             factory.noisy = False
         ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
     runner.setServiceParent(appliance)
+    if learning is not None:
+        learning.setServiceParent(appliance)
     return appliance
 
 
-def _queue_runner(settings, accounts, spool, committer, delivery, reactor):
+def _inbound_checks(settings, accounts, resolver, reactor):
+    """Port 25's checks of mail from outside (sender authentication always; rspamd and DNS
+    blocklists when configured), and the queue of what users teach rspamd (None without it)."""
+    filtering = settings.filter
+    sender_auth = SenderAuthentication(settings.outbound.resolver, settings.server.hostname, reactor,
+                                       accounts.is_local_domain, filtering.dmarc_reject)
+    rspamd = Rspamd(reactor, filtering.rspamd, filtering.rspamd_controller) if filtering.rspamd else None
+    blocklists = Blocklists(resolver, filtering.dnsbl) if filtering.dnsbl else None
+    learning = LearningQueue(settings.data_path("learning"), rspamd, reactor) if rspamd else None
+    return InboundChecks(sender_auth, rspamd, blocklists), learning
+
+
+def _queue_runner(settings, accounts, spool, committer, delivery, reactor, resolver):
     """The outbound queue, delivering with MX lookups and reporting failures through *delivery*."""
     log = Logger(namespace="mailbox_appliance.queue")
     settings_out = settings.outbound
@@ -194,7 +220,7 @@ def _queue_runner(settings, accounts, spool, committer, delivery, reactor):
         credentials = (settings_out.relay_user, settings_out.relay_password) if settings_out.relay_user else None
         relay = Relay(settings_out.relay_host, settings_out.relay_port, credentials, settings_out.relay_require_tls,
                       tls.verifying_client_context(settings_out.relay_host))
-    outbound = Outbound(reactor, make_resolver(settings_out.resolver), settings_out.smtp_port,
+    outbound = Outbound(reactor, resolver, settings_out.smtp_port,
                         settings.server.hostname, tls.client_context_factory(), relay)
 
     signer = Signer(settings.server.data_dir)

@@ -70,6 +70,7 @@ cleanup() {
         for _ in $(seq 150); do kill -0 "$SERVICE_PID" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$SERVICE_PID" 2>/dev/null || true
     fi
+    [[ -n ${DNS_PID:-} ]] && kill "$DNS_PID" 2>/dev/null || true
     if ((status != 0)); then
         echo "test-deb.sh: FAILED after $((SECONDS - START_TIME))s; the package is left as it is for inspection" >&2
         for log in "$WORK"/service-*.log; do
@@ -259,6 +260,8 @@ with open("/usr/share/dh-python/dist/cpython3_fallback", encoding="utf-8") as ha
         parts = line.split()
         if len(parts) >= 2:
             table.setdefault(norm(parts[0]), parts[1])
+# dh-python's table lacks pyspf, which Debian packages as python3-spf.
+table.setdefault("pyspf", "python3-spf")
 setup = configparser.ConfigParser()
 setup.read("setup.cfg")
 depends = subprocess.run(["dpkg-deb", "-f", sys.argv[1], "Depends"], check=True, capture_output=True, text=True).stdout
@@ -345,6 +348,18 @@ expect "owner of $MAILDIR" "$(stat -c %U "$MAILDIR")" "$SERVICE_USER"
 
 # -- run, mail -------------------------------------------------------------------------------
 
+step "a DNS server on loopback for the appliance's lookups"
+# Port 25 checks the sender (SPF, DKIM, DMARC), which asks DNS: the installed appliance must
+# ask a server on loopback, never the internet's (the test message's example.org publishes
+# SPF -all and DMARC p=reject).  It answers SERVFAIL at once: each check is a temperror.
+echo '{"servfail_all": true}' >"$WORK/zone.json"
+exec {DNS_OUT}< <(exec python3 tests/peers/dns_server.py "$WORK/zone.json" 2>&1)
+DNS_PID=$!
+read -r -t 30 -u "$DNS_OUT" dns_line || fail "the DNS server did not start"
+[[ $dns_line == "dns listening on 127.0.0.1:"* ]] || fail "the DNS server said: $dns_line"
+printf '\n[outbound]\nresolver = %s\n' "${dns_line##* }" >>"$CONFIG"
+ok "$CONFIG asks ${dns_line##* }"
+
 step "start the service as the unit does"
 start_service first
 
@@ -353,6 +368,10 @@ TOKEN1="first-$(date +%s)-$$"
 send_mail "$TOKEN1"
 MAIL1=$(wait_for_mail "$TOKEN1")
 ok "delivered to $MAIL1"
+# The sender checks ran in their checker processes (as the service user, Debian's libraries):
+# DNS answers SERVFAIL here, so each is a temperror, recorded all the same.
+check "the sender checks' verdict is in the message" grep -q '^Authentication-Results: ' "$MAIL1"
+check "the checks met DNS trouble as temperrors" grep -q 'spf=temperror' "$MAIL1"
 expect "owner of the delivered file" "$(stat -c %U:%G "$MAIL1")" "mailbox-appliance:mailbox-appliance"
 check "the delivered file is not world-readable ($(stat -c %a "$MAIL1"))" test $((0$(stat -c %a "$MAIL1") & 07)) = 0
 # "systemctl reload": the unit's ExecReload ($MAINPID: the service), run as the unit's user.

@@ -1,7 +1,10 @@
+import atexit
 import functools
 import os
+import re
 import smtplib
 import ssl
+import tempfile
 
 import pytest
 
@@ -10,12 +13,26 @@ from mailbox_appliance.accounts import passwords
 from mailbox_appliance.maildir.names import delivery_order
 
 PASSWORD = "correct horse"
+# The field smtp/sender_auth.py puts on top of mail from port 25 (folded lines included).
+OUR_VERDICT = re.compile(rb"Authentication-Results: mail\.example\.test;[^\r]*\r\n(?:[ \t][^\r]*\r\n)*")
 USERS = ("alice@example.test", "bob@example.test")
 ALIASES = (
     "sales@example.test: alice@example.test, bob@example.test",
     "partners@example.test: alice@example.test, someone@remote.test",
     "@catchall.test: bob@example.test",
 )
+
+
+@functools.cache
+def failing_dns():
+    """host:port of a DNS server answering SERVFAIL to everything, one for the whole run: remote
+    mail stays queued and port 25's sender checks are temperrors, at once (a server that did not
+    answer would make every lookup wait for its timeout)."""
+    from outbound_world import start_dns
+
+    process, address = start_dns(tempfile.mkdtemp(prefix="dns-"), {"servfail_all": True})
+    atexit.register(process.kill)
+    return address
 
 
 @functools.cache
@@ -34,7 +51,7 @@ def unverified_tls():
 class Office:
     """A configured appliance directory: users, aliases, and where their mail lands."""
 
-    def __init__(self, directory, extra="", resolver="127.0.0.1:9", smtp_port=9):
+    def __init__(self, directory, extra="", resolver=None, smtp_port=9):
         """*resolver* and *smtp_port* are where the queue looks up and delivers remote mail; by
         default a loopback port where nothing answers, so remote mail stays queued."""
         self.directory = directory
@@ -44,7 +61,7 @@ class Office:
             handle.writelines(f"{user}:{_password_hash()}\n" for user in USERS)
         with open(os.path.join(self.data_dir, "aliases"), "w") as handle:
             handle.writelines(line + "\n" for line in ALIASES)
-        outbound = f"[outbound]\nresolver = {resolver}\nsmtp_port = {smtp_port}\n"
+        outbound = f"[outbound]\nresolver = {resolver or failing_dns()}\nsmtp_port = {smtp_port}\n"
         self.config_path = write_config(directory, extra=outbound + extra, domains="example.test, catchall.test")
         self.appliance = None
 
@@ -56,9 +73,10 @@ class Office:
     def ports(self):
         return self.appliance.ports
 
-    def inbox(self, user="alice", folder=""):
+    def inbox(self, user="alice", folder="", verdict=False):
         """Every message file in the user's INBOX (or folder) new/ and cur/, as bytes, each
-        directory's in delivery order (the order their UIDs follow)."""
+        directory's in delivery order (the order their UIDs follow); without the
+        Authentication-Results field port 25 adds (tests of sender checks ask for *verdict*)."""
         base = os.path.join(self.data_dir, "mail", "example.test", user, folder)
         found = []
         for sub in ("new", "cur"):
@@ -66,7 +84,8 @@ class Office:
             if os.path.isdir(directory):
                 for name in sorted(os.listdir(directory), key=delivery_order):
                     with open(os.path.join(directory, name), "rb") as handle:
-                        found.append(handle.read())
+                        stored = handle.read()
+                    found.append(stored if verdict else OUR_VERDICT.sub(b"", stored, count=1))
         return found
 
     def queued(self):

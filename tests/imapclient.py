@@ -84,6 +84,6 @@ class Session:
         self.sock.close()
 
 
-def message(subject="Hello", body="Body text\r\n", sender="bob@example.test", to="alice@example.test"):
+def message(subject="Hello", body="Body text\r\n", sender="bob@remote.test", to="alice@example.test"):
     return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
             f"Message-ID: <{subject.replace(' ', '.')}@example.test>\r\n\r\n{body}").encode()

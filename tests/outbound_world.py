@@ -1,5 +1,6 @@
 """The rest of the internet, on loopback: a DNS server with a test zone and SMTP peers behind it."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -55,20 +56,36 @@ def _start(command, prefix):
     return process, line.strip().rsplit(":", 1)[-1].split()[-1]
 
 
+def start_dns(directory, zone):
+    """A dns_server.py process serving *zone* (written into *directory*): (process, "127.0.0.1:PORT")."""
+    zone_path = os.path.join(directory, "zone.json")
+    with open(zone_path, "w") as handle:
+        json.dump(zone, handle)
+    process, port = _start([sys.executable, os.path.join(PEERS, "dns_server.py"), zone_path], "dns listening")
+    return process, f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def serving_dns(directory, zone):
+    """start_dns for a with block: yields "127.0.0.1:PORT", stops the server after."""
+    process, address = start_dns(directory, zone)
+    try:
+        yield address
+    finally:
+        process.kill()
+        process.wait()
+
+
 class World:
     def __init__(self, directory):
         self.spool = os.path.join(directory, "peer-mail")
         os.makedirs(self.spool)
-        zone_path = os.path.join(directory, "zone.json")
-        with open(zone_path, "w") as handle:
-            json.dump(ZONE, handle)
         certificate, key = os.path.join(directory, "peer.pem"), os.path.join(directory, "peer.key")
         create_self_signed(certificate, key, "relay.test")
         self.certificate = certificate
-        self.dns, dns_port = _start([sys.executable, os.path.join(PEERS, "dns_server.py"), zone_path], "dns listening")
+        self.dns, self.resolver = start_dns(directory, ZONE)
         self.smtp, smtp_port = _start([sys.executable, os.path.join(PEERS, "smtp_peer.py"), self.spool, certificate, key,
                                        *(f"{host}={behaviour}" for host, behaviour in HOSTS.items())], "smtp listening")
-        self.resolver = f"127.0.0.1:{dns_port}"
         self.smtp_port = int(smtp_port)
 
     def received(self):

@@ -11,8 +11,9 @@ def auth_plain(user, password):
 
 
 class RawSMTP:
-    def __init__(self, port, tls_context=None, timeout=30):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, tls_context=None, timeout=30, source="127.0.0.1"):
+        """*source*: the loopback address the client connects from."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
         if tls_context is not None:
             self.sock = tls_context.wrap_socket(self.sock)
         self.pending = b""

@@ -27,6 +27,7 @@ def test_defaults_are_the_documented_demo():
     assert settings.outbound.retry_schedule[:4] == (300, 600, 1200, 2400)
     assert settings.outbound.max_lifetime == 5 * 86400
     assert settings.tls.create_self_signed
+    assert settings.filter == config.FilterSettings(rspamd="", rspamd_controller="", dnsbl=(), dmarc_reject="reject")
 
 
 def test_values_are_parsed(tmp_path):
@@ -46,6 +47,10 @@ max_lifetime = 2d
 [tls]
 certificate = /etc/cert.pem
 private_key = key.pem
+[filter]
+rspamd = http://127.0.0.1:11333/
+dnsbl = zen.spamhaus.org, bl.example.
+dmarc_reject = Junk
 """)
     settings = config.load(path)
     assert settings.server.hostname == "mail.example.com"
@@ -60,6 +65,9 @@ private_key = key.pem
     assert settings.tls.private_key == "/srv/mail/key.pem"
     assert not settings.tls.create_self_signed
     assert settings.accounts.users_file == "/srv/mail/users"
+    assert settings.filter.rspamd == "http://127.0.0.1:11333"
+    assert settings.filter.dnsbl == ("zen.spamhaus.org", "bl.example")
+    assert settings.filter.dmarc_reject == "junk"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -71,6 +79,9 @@ private_key = key.pem
     ("[outbound]\nsmtp_port = 70000\n", r"\[outbound\] smtp_port: expected a port number"),
     ("[outbound]\nresolver = dns.example\n", r"\[outbound\] resolver: expected 'system' or host:port"),
     ("[outbound]\nretry_schedule = soon\n", r"\[outbound\] retry_schedule: expected a positive duration"),
+    ("[filter]\ndmarc_reject = bounce\n", r"\[filter\] dmarc_reject: expected reject or junk"),
+    ("[filter]\nrspamd = 127.0.0.1:11333\n", r"\[filter\] rspamd: expected an http URL"),
+    ("[filter]\ndnsbl = zen spamhaus\n", r"\[filter\] dnsbl: expected comma-separated domain names"),
     ("[server]\ndomains = exa mple.com\n", r"\[server\] domains: expected comma-separated domain names"),
     ("[listen]\nsmtp = tcp:notaport\n", r"\[listen\] smtp: expected a Twisted endpoint string"),
     ("[listen]\nimaps = ssl:993\n", r"\[listen\] imaps: expected a plain stream endpoint such as tcp:993"),

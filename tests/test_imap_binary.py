@@ -7,7 +7,7 @@ import pytest
 import imapclient
 
 MESSAGE = (
-    b"From: bob@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+    b"From: bob@remote.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
     b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
     b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     b"  aGVs    \r\n bG8g  \r\n   d29y  \t \r\n    bGQ= \r\n"
@@ -71,8 +71,8 @@ def test_malformed_fetch_attributes_are_bad_without_a_traceback(office, selected
 
 def test_header_fields_by_atom_and_quoted_name(selected):
     lines = selected.ok(b'FETCH 1 (BODY.PEEK[HEADER.FIELDS (subject "From")])')
-    assert lines[0] == (b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT FROM)] {42}\r\n"
-                        b"From: bob@example.test\r\nSubject: parts\r\n\r\n)\r\n")
+    assert lines[0] == (b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT FROM)] {41}\r\n"
+                        b"From: bob@remote.test\r\nSubject: parts\r\n\r\n)\r\n")
 
 
 @pytest.mark.parametrize("marker", [b"~{%d}", b"~{%d+}", b"{%d}"])

@@ -13,7 +13,7 @@ UMLAUT_SUBJECT = "Grüße aus Köln".encode()
 def client(office):
     office.smtp().sendmail("bob@example.test", ["alice@example.test"], imapclient.message("first"))
     office.smtp().sendmail("bob@example.test", ["alice@example.test"],
-                           b"From: bob@example.test\r\nSubject: " + UMLAUT_SUBJECT + b"\r\n\r\nzweite\r\n")
+                           b"From: bob@remote.test\r\nSubject: " + UMLAUT_SUBJECT + b"\r\n\r\nzweite\r\n")
     running = imapclient.login(office)
     running.select("INBOX")
     yield running

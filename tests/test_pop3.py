@@ -65,7 +65,7 @@ def test_plaintext_pipelined_after_stls_is_discarded(office):
 def test_stat_list_uidl_retr_top(office):
     bodies = [b"first\r\n", b".leading dot\r\n..two dots\r\n.\r\nend\r\n", b"line 1\r\nline 2\r\nline 3\r\n"]
     _deliver(office, *bodies)
-    stored = office.inbox()
+    stored = office.inbox(verdict=True)
     client = _pop3s(office)
     count, octets = client.stat()
     assert count == 3 and octets == sum(map(len, stored))

@@ -7,6 +7,8 @@ import socket
 import stat
 
 import dkim
+import smtplib
+
 import pytest
 
 from appliance import admin
@@ -132,16 +134,30 @@ def test_a_domain_without_key_is_sent_unsigned_with_a_warning(office, world):
     assert b"DKIM-Signature" not in wire
 
 
-def test_mail_from_outside_forwarded_by_an_alias_is_not_signed_with_our_key(office, world):
+def test_mail_from_outside_claiming_our_domain_is_refused_not_forwarded_with_our_key(office, world):
     _run(office, "dkim", "keygen", "example.test")
     _run(office, "alias", "add", "forward@example.test", "friend@good.test")
     client = office.smtp()            # port 25, no AUTH: a stranger claiming to be our CEO
-    client.sendmail("ceo@example.test", ["forward@example.test"],
-                    b"From: ceo@example.test\r\nSubject: wire the money\r\n\r\nNow.\r\n")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("ceo@example.test", ["forward@example.test"],
+                        b"From: ceo@example.test\r\nSubject: wire the money\r\n\r\nNow.\r\n")
+    client.quit()
+    # Our own domain as the author, without a DMARC pass: refused (smtp/sender_auth.py), so
+    # nothing is queued to be signed with our key.
+    assert refused.value.smtp_code == 550 and b"5.7.1" in refused.value.smtp_error
+    assert office.queued() == []
+
+
+def test_mail_from_outside_forwarded_by_an_alias_is_not_signed_with_our_key(office, world):
+    _run(office, "dkim", "keygen", "example.test")
+    _run(office, "alias", "add", "forward@example.test", "friend@good.test")
+    client = office.smtp()
+    client.sendmail("someone@remote.test", ["forward@example.test"],
+                    b"From: someone@remote.test\r\nSubject: fwd me\r\n\r\nNow.\r\n")
     client.quit()
     office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
     [(_, wire)] = world.received()
-    assert b"DKIM-Signature" not in wire
+    assert b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test" not in wire
 
 
 def test_a_message_dkim_cannot_sign_is_sent_unsigned_not_stuck(office, world):

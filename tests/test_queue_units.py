@@ -4,10 +4,11 @@ import random
 
 import pytest
 from twisted.internet import defer
+from twisted.internet.task import Clock
 from twisted.names import dns, error
 
 from mailbox_appliance.queue import dsn
-from mailbox_appliance.queue.mx import DestinationError, mail_hosts
+from mailbox_appliance.queue.mx import CachingResolver, DestinationError, mail_hosts
 from mailbox_appliance.queue.schedule import Schedule
 from mailbox_appliance.message import dot_stuff
 
@@ -102,3 +103,30 @@ def test_an_address_lookup_that_fails_is_temporary_not_a_bounce():
 
     outcome = _hosts(Broken(), "d.test")
     assert outcome.check(DestinationError) and not outcome.value.permanent
+
+
+class _CountingUpstream:
+    """A DNS server's answers without the network: one TXT record, TTL 60, counted."""
+
+    def __init__(self):
+        self.asked = 0
+
+    def query(self, query, timeout=None):
+        self.asked += 1
+        record = dns.RRHeader(query.name.name, dns.TXT, ttl=60, payload=dns.Record_TXT(b"v=spf1 -all", ttl=60))
+        return defer.succeed(([record], [], []))
+
+
+def test_answers_are_cached_for_their_ttl():
+    clock, upstream = Clock(), _CountingUpstream()
+    resolver = CachingResolver(upstream, clock)
+    answers = []
+    for _ in range(3):
+        resolver.lookupText("example.test").addCallback(answers.append)
+    assert upstream.asked == 1 and len(answers) == 3
+    assert [record.payload.data for record in answers[2][0]] == [[b"v=spf1 -all"]]
+    resolver.lookupText("other.test")
+    assert upstream.asked == 2
+    clock.advance(61)
+    resolver.lookupText("example.test")
+    assert upstream.asked == 3

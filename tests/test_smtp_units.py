@@ -7,6 +7,7 @@ from twisted.internet.testing import StringTransport
 from mailbox_appliance.login_throttle import LoginThrottle
 from mailbox_appliance import message as wire
 from mailbox_appliance.smtp import content, headers
+from mailbox_appliance.smtp.policy import Policy
 from mailbox_appliance.smtp.protocol import SessionSettings, SMTPServer
 from mailbox_appliance.smtp.syntax import SyntaxProblem, parse_path
 
@@ -103,7 +104,7 @@ def test_idle_session_is_closed_with_421():
     """RFC 5321 §4.5.3.2: the server may close an idle session, with 421."""
     clock = Clock()
     settings = SessionSettings("inbound", "mx.example", 1000, 10, None, False, message_dir="unused", idle_timeout=300)
-    server = SMTPServer(settings, policy=None, delivery=None, gate=None, clock=clock)
+    server = SMTPServer(settings, Policy("inbound", accounts=None, quotas=None), delivery=None, gate=None, clock=clock)
     transport = StringTransport()
     server.makeConnection(transport)
     server.dataReceived(b"NOOP\r\n")

@@ -12,12 +12,18 @@ from mailbox_appliance.interfaces import IAccounts
 MAX_ALIAS_DEPTH = 10
 
 
+# The folder mail judged unwanted is filed into (every Maildir has it: maildir/layout.py).
+JUNK = "Junk"
+
+
 @dataclass(frozen=True)
 class Resolution:
-    """Where mail for one address goes: user mailboxes here, and addresses elsewhere."""
+    """Where mail for one address goes: user mailboxes here (into *folder*, "" for INBOX), and
+    addresses elsewhere."""
 
     local: tuple
     remote: tuple
+    folder: str = ""
 
 
 @implementer(IAccounts)

@@ -13,6 +13,7 @@ import re
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
 from mailbox_appliance.maildir.flags import TooManyKeywords
+from mailbox_appliance.maildir.layout import special_folder
 from mailbox_appliance.maildir.names import FLAG_SEEN
 from mailbox_appliance.message import to_crlf
 
@@ -391,7 +392,18 @@ class MessageCommands:
             return None
         copied = target.copy_in(source, messages)
         self.quota_charge(size)
+        self._teach_spam_filter(source, target, messages)
         return [m.uid for m in messages], copied, target.uidvalidity
+
+    def _teach_spam_filter(self, source, target, messages):
+        """Into Junk is spam; out of Junk is ham, unless into Trash (deleting spam is not calling
+        it good).  Handed over at once, before a MOVE removes the originals."""
+        learning = self.factory.learning
+        was, now = special_folder(source.path), special_folder(target.path)
+        kind = "spam" if now == "Junk" != was else "ham" if was == "Junk" and now not in ("Junk", "Trash") else None
+        if learning is not None and kind is not None:
+            for message in messages:
+                learning.learn(kind, source.file_path(message))
 
     def do_COPY(self, tag, ranges, raw_name, uid=False):
         copied = self._copy(tag, ranges, raw_name, uid)

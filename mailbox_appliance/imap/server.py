@@ -396,11 +396,13 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
 class IMAPFactory(ServerFactory):
     """Builds the IMAPServer sessions of one listener (143 or 993)."""
 
-    def __init__(self, settings, gate, quotas, tls_context, clock, implicit_tls=False):
+    def __init__(self, settings, gate, quotas, learning, tls_context, clock, implicit_tls=False):
         """*gate* is the session_security.LoginGate; the realm behind it hands each login its
-        Maildir and the folder registry every session shares; *quotas* (IQuotas) the limits."""
+        Maildir and the folder registry every session shares; *quotas* (IQuotas) the limits;
+        *learning* (ISpamLearning, or None) takes what users move into or out of Junk."""
         self.gate = gate
         self.quotas = quotas
+        self.learning = learning
         self.tls_context = None if implicit_tls else tls_context
         self.implicit_tls = implicit_tls
         self.clock = clock

@@ -211,6 +211,12 @@ def _tabunescape(s):
     return "".join(out)
 
 
+def special_folder(path):
+    """The special-use folder ("Junk", "Trash", ...) whose directory *path* is, or None."""
+    name = os.path.basename(os.path.normpath(path))
+    return name[1:] if name.startswith(".") and name[1:] in SPECIAL_FOLDERS else None
+
+
 def read_subscriptions(maildir):
     """Subscribed mailboxes as tuples of hierarchy levels ([] if no file).
 

@@ -12,9 +12,8 @@ import socket
 from dataclasses import dataclass
 
 from twisted.internet import defer
-from twisted.names import client, dns, error
+from twisted.names import client, common, dns, error
 from twisted.names.cache import CacheResolver
-from twisted.names.resolve import ResolverChain
 
 
 class DestinationError(Exception):
@@ -31,11 +30,34 @@ class MailHost:
     addresses: tuple
 
 
-def make_resolver(servers):
-    """The system resolver (/etc/resolv.conf and /etc/hosts) for (), else the given servers."""
-    if not servers:
-        return client.createResolver()
-    return ResolverChain([CacheResolver(), client.Resolver(servers=list(servers))])
+def make_resolver(servers, reactor=None):
+    """The system resolver (/etc/resolv.conf and /etc/hosts) for (), else the given servers;
+    either way with answers cached for their TTL."""
+    upstream = client.createResolver() if not servers else \
+        client.Resolver(servers=list(servers), reactor=reactor)
+    return CachingResolver(upstream, reactor)
+
+
+class CachingResolver(common.ResolverBase):
+    """A resolver that remembers answers for their TTL.  twisted.names' CacheResolver is filled
+    only by its DNS server: in a client's ResolverChain it stays empty, and every SPF, DKIM and
+    DMARC check of every message would ask again."""
+
+    def __init__(self, upstream, reactor=None):
+        super().__init__()
+        self.upstream = upstream
+        self.cache = CacheResolver(reactor=reactor)
+
+    def _lookup(self, name, cls, type, timeout):
+        query = dns.Query(name, type, cls)
+        if query in self.cache.cache:
+            return self.cache.query(query, timeout)
+        asking = self.upstream.query(query, timeout)
+        return asking.addCallback(self._remember, query)
+
+    def _remember(self, result, query):
+        self.cache.cacheResult(query, result)
+        return result
 
 
 @defer.inlineCallbacks

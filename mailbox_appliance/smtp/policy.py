@@ -40,10 +40,22 @@ _FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:(.*(?:\r\n[ \t].*)*)")
 
 class Policy:
 
-    def __init__(self, role, accounts, quotas):
+    def __init__(self, role, accounts, quotas, checks=None):
+        """*checks* (smtp.inbound_checks.InboundChecks) judge mail from outside on port 25."""
         self.role = role
         self.accounts = accounts
         self.quotas = quotas
+        self.checks = checks if role == "inbound" else None
+
+    def screen(self, session):
+        """At connect: a Deferred firing with the DNS blocklist listing the client (or None),
+        answered at RCPT; None when there is nothing to ask."""
+        return self.checks.screen(session.client_address) if self.checks is not None else None
+
+    def check_client(self, session, listed_by):
+        """At RCPT: a client listed by a blocklist sends nothing here without AUTH (RFC 5782 §1)."""
+        if listed_by is not None and session.user is None:
+            raise Reply(554, "5.7.1", f"Client host [{session.client_address}] blocked using {listed_by}")
 
     def check_session(self, session):
         """Before MAIL: submission requires TLS and AUTH (RFC 6409 §4.3, RFC 4954 §6)."""
@@ -80,21 +92,28 @@ class Policy:
             raise Reply(452, "4.2.2", f"Mailbox full: <{address}>")
         return resolution
 
-    def without_full_mailboxes(self, transaction, size):
-        """(the recipients with the local mailboxes *size* more octets would put over quota
-        left out, those mailboxes); recipients left with nowhere to go are dropped."""
-        if not transaction.sender:
-            return transaction.recipients, []
-        full = {mailbox for _address, resolution in transaction.recipients for mailbox in resolution.local
+    def without_full_mailboxes(self, recipients, sender, size):
+        """(*recipients* with the local mailboxes *size* more octets would put over quota left
+        out, those mailboxes); recipients left with nowhere to go are dropped."""
+        if not sender:
+            return recipients, []
+        full = {mailbox for _address, resolution in recipients for mailbox in resolution.local
                 if not self.quotas.fits(mailbox, size)}
         if not full:
-            return transaction.recipients, []
+            return recipients, []
         kept = []
-        for address, resolution in transaction.recipients:
+        for address, resolution in recipients:
             resolution = replace(resolution, local=tuple(m for m in resolution.local if m not in full))
             if resolution.local or resolution.remote:
                 kept.append((address, resolution))
         return kept, sorted(full)
+
+    def judge(self, session, message):
+        """A Deferred smtp.verdict.Verdict on *message* from outside (port 25 without AUTH), or
+        None: submitted mail is the authenticated user's own, on port 25 too."""
+        if self.checks is None or session.user is not None:
+            return None
+        return self.checks.judge(session, message)
 
     def quota_report(self, transaction, queue_id, message, full):
         """The report to the sender for the mailboxes a delivered message did not fit (RFC 3464)."""

@@ -18,7 +18,7 @@ import base64
 import binascii
 import errno
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
@@ -26,6 +26,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from mailbox_appliance.accounts.directory import JUNK
 from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
 from mailbox_appliance.interfaces import ISender
 from mailbox_appliance.message import unstuff
@@ -66,6 +67,7 @@ class Transaction:
         self.recipients = []  # (address, Resolution)
         self.refused = 0
         self.body = None  # a MessageBuffer once DATA or the first BDAT has begun
+        self.filed = ""   # why it goes to Junk, for the log line
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         self.extended = False
         self.user = None
         self.transaction = None
+        self._screening = None   # the blocklist lookup, until it has answered
+        self._listed_by = None
 
     # -- connection -----------------------------------------------------------------------
 
@@ -119,6 +123,9 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         peer = self.transport.getPeer()
         self.client_address = getattr(peer, "host", str(peer))
         self.setTimeout(self.settings.idle_timeout)
+        screening = self.policy.screen(self)
+        if screening is not None:
+            self._screening = screening.addCallback(self._screened)
         self._send(220, None, f"{self.settings.hostname} ESMTP mailbox-appliance ready")
 
     def connectionLost(self, reason):
@@ -381,6 +388,15 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         self._mode = "command"
         self._process()
 
+    def _after_wait(self, line):
+        """Carry out *line*, which waited (for the blocklists), and read on."""
+        if self._mode == "closed":
+            return
+        self.transport.resumeProducing()
+        self._mode = "command"
+        self._command(line)
+        self._process()
+
     def _unexpected(self, failure, what):
         self.log.failure("smtp session {session}: unexpected error in {what}", failure,
                          session=self.session_id, what=what)
@@ -418,7 +434,16 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         self.transaction = Transaction(sender, smtputf8, declared_size)
         self._send(250, "2.1.0", "Sender OK")
 
+    def _screened(self, listed_by):
+        self._screening, self._listed_by = None, listed_by
+
     def smtp_RCPT(self, argument):
+        if self._screening is not None:
+            # The blocklists have not answered yet (their lookups have a time limit): this
+            # RCPT waits for them, and what the client pipelined behind it waits in the kernel.
+            self._wait()
+            self._screening.addCallback(lambda _: self._after_wait(b"RCPT " + argument))
+            return
         if self.transaction is None:
             raise Reply(503, "5.5.1", "Send MAIL first")
         if self.transaction.body is not None:
@@ -432,6 +457,7 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
             # RFC 5321 §4.5.3.1.10: 452 asks the client to send the rest in another transaction.
             raise Reply(452, "4.5.3", f"Too many recipients (at most {self.settings.max_recipients} per message)")
         try:
+            self.policy.check_client(self, self._listed_by)
             resolution = self.policy.check_recipient(self, address)
         except Reply as refusal:
             self.transaction.refused += 1
@@ -589,10 +615,13 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
             return self._finish_refused(_NO_SPACE)
         self._message_complete(message)
 
-    def _finish_refused(self, reply):
-        self._log_transaction(f"refused {reply.code} {reply.status}")
+    def _finish_refused(self, reply, why=None):
+        self._log_transaction(f"refused {reply.code} {reply.status}" + (f" ({why})" if why else ""))
         self.transaction = None
-        self._reply(reply)
+        if self._mode == "busy":
+            self._resume(reply.code, reply.status, reply.text)       # it waited for a check
+        else:
+            self._reply(reply)
 
     def _message_complete(self, message):
         """The whole message is here: check it, then hand it to delivery; reply when durable."""
@@ -603,11 +632,34 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
             self.policy.check_author(self, message)
         except Reply as refusal:
             return self._finish_refused(refusal)
+        judging = self.policy.judge(self, message)
+        if judging is None:
+            return self._store(message, self.transaction.recipients)
+        self._wait()
+        judging.addCallback(self._judged, message)
+        judging.addErrback(self._unexpected, "the checks of the message")
+
+    def _judged(self, verdict, message):
+        """Port 25's verdict (smtp/inbound_checks.py): refused, deferred, filed into Junk, or
+        delivered, with the checks' fields on top."""
+        if self.transaction is None:
+            return                    # the client left meanwhile
+        if verdict.reply is not None:
+            return self._finish_refused(verdict.reply, verdict.reason)
+        recipients = self.transaction.recipients
+        if verdict.disposition == "junk":
+            recipients = [(address, replace(resolution, folder=JUNK)) for address, resolution in recipients]
+            self.transaction.filed = f" into {JUNK} ({verdict.reason})"
+        self._store(message, recipients, verdict)
+
+    def _store(self, message, recipients, verdict=None):
         transaction = self.transaction
         queue_id = self.delivery.new_id()
         message = self.policy.prepare_message(self, transaction, queue_id, message)
+        if verdict is not None:
+            message = verdict.applied(message)
         # Checked and charged in this one reactor turn: concurrent deliveries cannot both fit.
-        recipients, full = self.policy.without_full_mailboxes(transaction, len(message))
+        recipients, full = self.policy.without_full_mailboxes(recipients, transaction.sender, len(message))
         if not recipients:
             return self._finish_refused(Reply(452, "4.2.2", "Mailbox full"))
         self._wait()
@@ -636,7 +688,7 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
 
     def _delivered(self, _ignored, queue_id, transaction, size):
         self.transaction = None
-        self._log_transaction("250 queued", queue_id, transaction, size)
+        self._log_transaction("250 queued" + transaction.filed, queue_id, transaction, size)
         self._resume(250, "2.0.0", f"OK: queued as {queue_id}")
         return True
 

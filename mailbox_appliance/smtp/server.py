@@ -7,8 +7,9 @@ from mailbox_appliance.smtp.protocol import SessionSettings, SMTPServer
 
 
 class SMTPFactory(ServerFactory):
-    def __init__(self, role, settings, accounts, quotas, gate, delivery, tls_context, clock):
-        """*delivery* is the IDelivery accepted mail goes to; *gate* the LoginGate for AUTH."""
+    def __init__(self, role, settings, accounts, quotas, checks, gate, delivery, tls_context, clock):
+        """*delivery* is the IDelivery accepted mail goes to; *gate* the LoginGate for AUTH;
+        *checks* the smtp.inbound_checks.InboundChecks of mail from outside."""
         limits = settings.limits
         self.session_settings = SessionSettings(
             role=role,
@@ -20,7 +21,7 @@ class SMTPFactory(ServerFactory):
             implicit_tls=role == "submissions",
             message_dir=settings.data_path("tmp"),
         )
-        self.policy = Policy(role, accounts, quotas)
+        self.policy = Policy(role, accounts, quotas, checks)
         self.gate = gate
         self.delivery = delivery
         self.clock = clock

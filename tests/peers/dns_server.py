@@ -2,10 +2,13 @@
 
     python dns_server.py ZONE.json
 
-ZONE.json: {"records": {"name": {"MX": [[10, "mx1.name"]], "A": ["127.0.0.2"], "AAAA": ["::1"]}},
-            "servfail": ["broken.test"]}
+ZONE.json: {"records": {"name": {"MX": [[10, "mx1.name"]], "A": ["127.0.0.2"], "AAAA": ["::1"],
+                                  "TXT": ["v=spf1 -all"]}},
+            "servfail": ["broken.test"], "servfail_all": false}
 A name not in "records" is NXDOMAIN; a listed name without the asked type is NODATA; a name in
-"servfail" answers SERVFAIL.  Prints "dns listening on 127.0.0.1:PORT" when ready.
+"servfail" (or any name, with "servfail_all") answers SERVFAIL: at once, where a DNS server that
+does not answer would make each lookup wait for its timeout.  TXT strings longer than 255 octets
+are split as DNS requires.  Prints "dns listening on 127.0.0.1:PORT" when ready.
 """
 
 import json
@@ -21,10 +24,11 @@ class ZoneAuthority(common.ResolverBase):
         super().__init__()
         self.records = {name.lower().rstrip("."): types for name, types in zone.get("records", {}).items()}
         self.servfail = {name.lower() for name in zone.get("servfail", [])}
+        self.servfail_all = zone.get("servfail_all", False)
 
     def _lookup(self, name, cls, type, timeout=None):
         key = name.decode("ascii").lower().rstrip(".") if isinstance(name, bytes) else name.lower().rstrip(".")
-        if key in self.servfail:
+        if key in self.servfail or self.servfail_all:
             # Not a DomainError: DNSServerFactory answers anything else with SERVFAIL.
             return defer.fail(RuntimeError("configured to fail"))
         if key not in self.records:
@@ -41,6 +45,10 @@ class ZoneAuthority(common.ResolverBase):
         elif type == dns.AAAA:
             answers = [dns.RRHeader(key, dns.AAAA, ttl=60, payload=dns.Record_AAAA(address, ttl=60), auth=True)
                        for address in types.get("AAAA", [])]
+        elif type == dns.TXT:
+            answers = [dns.RRHeader(key, dns.TXT, ttl=60, auth=True, payload=dns.Record_TXT(
+                *[text.encode()[i:i + 255] for i in range(0, len(text.encode()), 255)], ttl=60))
+                for text in types.get("TXT", [])]
         return defer.succeed((answers, [], []))
 
 

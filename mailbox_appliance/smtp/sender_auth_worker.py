@@ -1,0 +1,94 @@
+"""A checker process: runs smtp/sender_checks.py for the appliance, one message at a time.
+
+    python -m mailbox_appliance.smtp.sender_auth_worker HOSTNAME RESOLVER
+
+RESOLVER is ``[outbound] resolver`` as JSON: [] for the system's (/etc/resolv.conf), else
+[[host, port], ...].  Requests arrive on stdin and answers leave on stdout, each a 4-octet
+big-endian length and a pickle: (id, ip, helo, mail_from, message) in, (id, outcome) out, the
+outcome ("ok", field, dmarc result, policy, author domain) or ("error", text).  The parent
+process is the only peer: the pipes are its own.
+
+Why a process: the checks are Python (dkimpy, pyspf, authheaders), about a millisecond of CPU a
+message; in the reactor's process they would hold the same interpreter lock as the reactor and
+halve the rate SMTP accepts mail.  Here they run on another core.  DNS goes to the same servers as
+the queue's, through dnspython (Debian's python3-dnspython, which authheaders needs anyway),
+cached for each answer's TTL, 2 s per try and 5 s per question at most.
+"""
+
+import json
+import pickle
+import struct
+import sys
+import time
+
+import dns.exception
+import dns.resolver
+
+from mailbox_appliance.smtp.sender_checks import DNSFailure, SenderChecks
+
+LENGTH = struct.Struct(">I")
+DOWN_SECONDS = 30
+
+
+def make_resolver(servers):
+    resolver = dns.resolver.Resolver(configure=not servers)
+    if servers:
+        resolver.nameservers = [host for host, _port in servers]
+        resolver.nameserver_ports = {host: port for host, port in servers}
+    resolver.timeout, resolver.lifetime = 2, 5
+    resolver.cache = dns.resolver.Cache()
+    return resolver
+
+
+def lookup_with(resolver, clock=time.monotonic):
+    """The lookup function SenderChecks asks.  After a question that got no answer at all (the
+    servers are down or unreachable), every question fails at once for DOWN_SECONDS: each would
+    wait its 5 s too, and a checker that waits holds up every message queued behind it.  Mail
+    checked meanwhile gets temperror verdicts, which deliver it (or ask its sender to retry)."""
+    down_until = 0.0
+
+    def lookup(name, kind):
+        nonlocal down_until
+        if clock() < down_until:
+            raise DNSFailure(f"{kind} {name}: no DNS server answered within the last {DOWN_SECONDS}s")
+        try:
+            answer = resolver.resolve(name, kind, search=False, raise_on_no_answer=False)
+        except (dns.resolver.NXDOMAIN, dns.exception.SyntaxError):
+            return []                 # no such name (or none that could exist)
+        except dns.exception.DNSException as failure:
+            if isinstance(failure, dns.exception.Timeout):
+                down_until = clock() + DOWN_SECONDS
+            raise DNSFailure(f"{kind} {name}: {type(failure).__name__}") from None
+        records = answer.rrset or []
+        if kind == "TXT":
+            return [list(record.strings) for record in records]
+        if kind in ("A", "AAAA"):
+            return [record.address for record in records]
+        if kind == "MX":
+            return [(record.preference, record.exchange.to_text(omit_final_dot=True)) for record in records]
+        return [record.target.to_text(omit_final_dot=True) for record in records]
+    return lookup
+
+
+def serve(checks, reader, writer):
+    while True:
+        header = reader.read(LENGTH.size)
+        if len(header) < LENGTH.size:
+            return                    # the appliance closed the pipe: its way of saying stop
+        request_id, ip, helo, mail_from, message = pickle.loads(reader.read(LENGTH.unpack(header)[0]))
+        try:
+            outcome = ("ok", *checks.evaluate(ip, helo, mail_from, message))
+        except Exception as failure:  # a library's bug must cost one verdict, not the process
+            outcome = ("error", f"{type(failure).__name__}: {failure}")
+        answer = pickle.dumps((request_id, outcome), protocol=pickle.HIGHEST_PROTOCOL)
+        writer.write(LENGTH.pack(len(answer)) + answer)
+        writer.flush()
+
+
+def main():
+    hostname, servers = sys.argv[1], [tuple(server) for server in json.loads(sys.argv[2])]
+    serve(SenderChecks(hostname, lookup_with(make_resolver(servers))), sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()

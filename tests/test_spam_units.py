@@ -1,0 +1,117 @@
+"""Pure logic of the inbound checks: rspamd's actions as verdicts, verdicts combined, fields
+replaced, RFC 5782 query names."""
+
+import pytest
+
+from mailbox_appliance.smtp.inbound_checks import spam_verdict
+from mailbox_appliance.smtp.verdict import Verdict, combined, without_fields
+from mailbox_appliance.spam.dnsbl import query_name
+from mailbox_appliance.spam.rspamd import RspamdResult, controller_url
+
+
+@pytest.mark.parametrize("action, disposition, code", [
+    ("reject", "reject", 550), ("soft reject", "defer", 451), ("greylist", "defer", 451),
+    ("add header", "junk", None), ("rewrite subject", "junk", None), ("no action", "deliver", None),
+    ("an action of a newer rspamd", "deliver", None),
+])
+def test_each_rspamd_action_has_its_disposition(action, disposition, code):
+    verdict = spam_verdict(RspamdResult(action, 9.5, 15.0, ("A", "B"), ""))
+    assert verdict.disposition == disposition
+    assert (verdict.reply.code if verdict.reply else None) == code
+    assert (b"X-Spam-Flag: YES\r\n" in verdict.fields) == (disposition != "deliver")
+    assert b"score=9.50 required=15.00 tests=A,B\r\n" in verdict.fields
+
+
+def test_long_symbol_lists_are_folded_and_replies_are_one_clean_line():
+    verdict = spam_verdict(RspamdResult("reject", 20, 15, tuple(f"SYMBOL_{n}" for n in range(40)),
+                                        "spam\r\n250 forged reply"))
+    assert all(len(line) <= 78 for line in verdict.fields.split(b"\r\n"))
+    assert verdict.reply.text == "spam 250 forged reply"
+
+
+def test_the_most_severe_verdict_wins_and_every_field_is_kept():
+    verdicts = [Verdict(b"A: 1\r\n", "junk", "a"), Verdict(b"B: 2\r\n", "deliver", "b"),
+                Verdict(b"C: 3\r\n", "defer", "c", clean=lambda message: message.replace(b"x", b"y"))]
+    verdict = combined(verdicts)
+    assert (verdict.disposition, verdict.reason, verdict.fields) == ("defer", "c", b"A: 1\r\nB: 2\r\nC: 3\r\n")
+    assert verdict.applied(b"S: x\r\n\r\nbody") == b"A: 1\r\nB: 2\r\nC: 3\r\nS: y\r\n\r\nbody"
+
+
+def test_fields_are_removed_with_their_continuation_lines_and_only_in_the_header():
+    message = (b"X-Spam-Flag: NO\r\nSubject: hi\r\nx-spam-status: No,\r\n\tscore=-9\r\n\r\n"
+               b"X-Spam-Flag: NO in the body stays\r\n")
+    assert without_fields(message, (b"x-spam-flag", b"x-spam-status")) == \
+        b"Subject: hi\r\n\r\nX-Spam-Flag: NO in the body stays\r\n"
+
+
+@pytest.mark.parametrize("address, name", [
+    ("192.0.2.99", "99.2.0.192"),
+    ("2001:db8:1:2::5", "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2"),
+    ("::ffff:192.0.2.1", "1.2.0.192"),
+])
+def test_blocklist_query_names(address, name):
+    assert query_name(address) == name
+
+
+def test_the_controller_is_beside_the_normal_worker():
+    assert controller_url("http://127.0.0.1:11333") == "http://127.0.0.1:11334"
+    assert controller_url("http://[::1]:11333") == "http://[::1]:11334"
+
+
+def test_dkim_integer_conversions_answer_as_dkimpy_does():
+    import random
+
+    import dkim.crypto
+
+    from mailbox_appliance.smtp import sender_checks
+    assert (dkim.crypto.int2str, dkim.crypto.str2int) == (sender_checks.int2str, sender_checks.str2int)
+    rng = random.Random(7)
+    numbers = [0, 1, 255, 256, 2 ** 2048 - 1] + [rng.getrandbits(rng.randint(1, 2100)) for _ in range(200)]
+    slow_int2str, slow_str2int = _dkimpy_conversions()
+    for number in numbers:
+        for length in (-1, 1, 4, 256):
+            assert sender_checks.int2str(number, length) == slow_int2str(number, length)
+        octets = bytes(slow_int2str(number))
+        assert sender_checks.str2int(octets) == slow_str2int(octets) == number
+
+
+def _dkimpy_conversions():
+    """dkimpy's own int2str and str2int, read from its source (the module's are ours now)."""
+    import inspect
+
+    import dkim.crypto
+    source = inspect.getsource(dkim.crypto)
+    namespace = {}
+    for name in ("str2int", "int2str"):
+        start = source.index(f"def {name}(")
+        end = source.index("\ndef ", start + 1)
+        exec(source[start:end], namespace)
+    return namespace["int2str"], namespace["str2int"]
+
+
+class _SilentServers:
+    """dnspython's resolver as it behaves when no server answers."""
+
+    def __init__(self):
+        self.asked = 0
+
+    def resolve(self, name, kind, **_options):
+        import dns.exception
+        self.asked += 1
+        raise dns.exception.Timeout()
+
+
+def test_a_checker_stops_waiting_on_dns_that_does_not_answer():
+    from mailbox_appliance.smtp.sender_auth_worker import DOWN_SECONDS, lookup_with
+    from mailbox_appliance.smtp.sender_checks import DNSFailure
+    now = [1000.0]
+    servers = _SilentServers()
+    lookup = lookup_with(servers, clock=lambda: now[0])
+    for _ in range(3):
+        with pytest.raises(DNSFailure):
+            lookup("example.test", "TXT")
+    assert servers.asked == 1
+    now[0] += DOWN_SECONDS + 1
+    with pytest.raises(DNSFailure):
+        lookup("example.test", "TXT")
+    assert servers.asked == 2
