@@ -9,8 +9,8 @@ import getpass
 import os
 import sys
 
-from mailbox_appliance import config
-from mailbox_appliance.accounts import files, passwords
+from mailbox_appliance import __version__, config
+from mailbox_appliance.accounts import files, password_policy, passwords
 from mailbox_appliance.accounts.addresses import (
     is_valid_address,
     is_valid_domain,
@@ -28,24 +28,35 @@ class AdminError(Exception):
 
 def _settings(arguments):
     path = arguments.config or os.environ.get(config.CONFIG_ENVIRONMENT_VARIABLE) or None
-    return config.load(path)
+    settings = config.load(path)
+    if path is None and arguments.handler is not check_config and not os.path.isdir(settings.server.data_dir):
+        # The built-in defaults keep the data in ./mailbox-data of wherever twistd was started:
+        # from anywhere else the admin would see no users and make a second, empty tree.
+        raise AdminError(f"no configuration file (--config, ${config.CONFIG_ENVIRONMENT_VARIABLE}) and no "
+                         f"{settings.server.data_dir} here: run this in the directory the demo runs in "
+                         "(where twistd was started), or pass --config")
+    return settings
 
 
 def _accounts(settings):
     return Accounts.from_settings(settings)
 
 
-def _read_password(arguments, address):
+def _read_password(arguments, address, check=True):
+    """The password from the terminal (twice) or stdin; a new one (*check*) must pass the policy."""
     if arguments.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         if not sys.stdin.isatty():
             raise AdminError("no terminal to ask the password on; pipe it in with --password-stdin")
         password = getpass.getpass(f"Password for {address}: ")
-        if getpass.getpass("Again: ") != password:
+        if check and getpass.getpass("Again: ") != password:
             raise AdminError("the two passwords differ; nothing changed")
     if not password:
         raise AdminError("an empty password is not allowed; nothing changed")
+    problem = password_policy.weakness(password) if check else None
+    if problem:
+        raise AdminError(f"{problem}; nothing changed")
     return password
 
 
@@ -180,11 +191,21 @@ def alias_add(arguments, settings):
     if not accounts.is_local_domain(domain):
         raise AdminError(f"{domain} is not a domain of this server; add it first: domain add {domain}")
     targets = list(accounts.aliases().get(source, ()))
+    missing = []
     for target in map(normalize_address, arguments.targets):
         if not is_valid_address(target):
             raise AdminError(f"{target!r} is not a mail address")
+        if accounts.is_local_domain(split_address(target)[1]) and accounts.resolve(target) is None:
+            missing.append(target)
         if target not in targets:
             targets.append(target)
+    for target in missing:
+        # Mail to the alias would be refused for this target (550) until the user exists.
+        problem = f"{target} is no user or alias here"
+        if arguments.strict:
+            raise AdminError(f"{problem}; nothing changed (without --strict it is added with a warning)")
+        print(f"mailbox-appliance-admin: warning: {problem}: mail for {source} to it is refused until it "
+              "is added", file=sys.stderr)
     files.edit(settings.accounts.aliases_file, files.ALIASES, source, f"{source}: {', '.join(targets)}")
     return f"{source} -> {', '.join(targets)}"
 
@@ -215,16 +236,39 @@ def _spool(settings):
 
 
 def queue_list(arguments, settings):
+    import json
     import time
 
+    envelopes = _spool(settings).load(repair=False)
+    if arguments.json:
+        # The envelopes as the spool keeps them (queue/envelope.py), one JSON array: for scripts.
+        return json.dumps([envelope.to_dict() for envelope in envelopes], indent=1, sort_keys=True)
     lines = []
-    for envelope in _spool(settings).load(repair=False):
+    for envelope in envelopes:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(envelope.next_attempt))
         lines.append(f"{envelope.id}  from <{envelope.sender}>  attempts {envelope.attempts}  next {when}")
         for recipient in envelope.recipients:
             reply = f": {recipient.last_reply}" if recipient.last_reply else ""
             lines.append(f"    <{recipient.address}> {recipient.state}{reply}")
     return "\n".join(lines) or "the queue is empty"
+
+
+def queue_show(arguments, settings):
+    """One entry as `postcat -q` shows it: the envelope, then the message's header."""
+    import json
+
+    from mailbox_appliance.message import header_block
+    from mailbox_appliance.queue.spool import CorruptEntry, UnknownEntry
+
+    spool = _spool(settings)
+    try:
+        envelope = spool.read_envelope(arguments.id)
+        message = spool.read_message(arguments.id)
+    except (UnknownEntry, CorruptEntry, ValueError):
+        raise AdminError(f"no queued message {arguments.id}") from None
+    header = header_block(message).decode("utf-8", "replace").rstrip("\r\n").replace("\r\n", "\n")
+    return (f"*** ENVELOPE {envelope.id} ***\n{json.dumps(envelope.to_dict(), indent=1, sort_keys=True)}\n"
+            f"*** MESSAGE HEADER ({len(message)} octets in all) ***\n{header}")
 
 
 def _ask(settings, command, **arguments):
@@ -238,6 +282,23 @@ def _ask(settings, command, **arguments):
                          "(systemctl start mailbox-appliance, or twistd mailbox-appliance)") from None
     except admin_channel.CommandError as error:
         raise AdminError(str(error)) from None
+
+
+def status(arguments, settings):
+    return _ask(settings, "status")
+
+
+def who(arguments, settings):
+    return _ask(settings, "who")
+
+
+def kick(arguments, settings):
+    return _ask(settings, "kick", address=normalize_address(arguments.address))
+
+
+def auth_test(arguments, settings):
+    address = normalize_address(arguments.address)
+    return _ask(settings, "auth test", address=address, password=_read_password(arguments, address, check=False))
 
 
 def queue_flush(arguments, settings):
@@ -303,10 +364,17 @@ def check_config(arguments, settings):
     from mailbox_appliance import tls
 
     accounts = _accounts(settings)
-    tls.context_factory(settings)
+    pair = settings.tls
+    if pair.create_self_signed and not (os.path.exists(pair.certificate) or os.path.exists(pair.private_key)):
+        # A check changes nothing on disk: the appliance makes this pair when it first starts.
+        certificate = f"a self-signed certificate will be made at the first start: {pair.certificate}"
+    else:
+        tls.context_factory(settings, create=False)
+        certificate = f"certificate {pair.certificate}: OK"
     return "\n".join([
         f"configuration {settings.path or '(built-in defaults)'}: OK",
         f"hostname {settings.server.hostname}; data in {settings.server.data_dir}",
+        certificate,
         f"domains: {', '.join(sorted(accounts.domains()))}",
         f"{len(accounts.users())} user(s), {len(accounts.aliases())} alias(es)",
         *(f"listener {name}: {endpoint}{' (TLS)' if implicit else ''}" for name, endpoint, implicit in settings.listen.enabled()),
@@ -331,8 +399,9 @@ def import_dovecot(arguments, settings):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="mailbox-appliance-admin", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mailbox-appliance {__version__}")
     parser.add_argument("--config", "-c", help=f"the INI configuration file (default: ${config.CONFIG_ENVIRONMENT_VARIABLE}, else the built-in defaults)")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,import-dovecot,check-config}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,import-dovecot,check-config,status,who,kick,auth}")
 
     def command(subparsers, name, handler, help_text):
         sub = subparsers.add_parser(name, help=help_text)
@@ -358,21 +427,32 @@ def _parser():
 
     alias = groups.add_parser("alias", help="aliases and catch-alls").add_subparsers(dest="action", required=True)
     sub = command(alias, "add", alias_add, "point an address (or @domain) at one or more addresses")
-    sub.add_argument("source")
-    sub.add_argument("targets", nargs="+")
+    sub.add_argument("source", help="the address mail arrives for, or @domain for every address of a domain")
+    sub.add_argument("targets", nargs="+", help="where it goes: users here, other aliases, or remote addresses")
+    sub.add_argument("--strict", action="store_true", help="refuse a target in our domains that is no user or alias")
     sub = command(alias, "del", alias_del, "delete an alias, or only some of its targets")
     sub.add_argument("source")
     sub.add_argument("targets", nargs="*")
     command(alias, "list", alias_list, "list the aliases")
 
     queue = groups.add_parser("queue", help="the outbound queue").add_subparsers(dest="action", required=True)
-    command(queue, "list", queue_list, "list queued messages and each recipient's state")
+    command(queue, "list", queue_list, "list queued messages and each recipient's state").add_argument(
+        "--json", action="store_true", help="as a JSON array of the spool's envelopes")
+    command(queue, "show", queue_show, "one queued message: its envelope and header").add_argument(
+        "id", help="the queue id (from queue list, or the log)")
     command(queue, "flush", queue_flush, "try every queued message now")
     for name, handler, help_text in (("retry", queue_retry, "try one message now"),
                                      ("delete", queue_delete, "drop a message without telling its sender"),
                                      ("bounce", queue_bounce, "give up on a message and bounce it to its sender")):
         command(queue, name, handler, help_text).add_argument("id")
 
+    command(groups, "status", status, "the running appliance: version, uptime, listeners, sessions, queue")
+    command(groups, "who", who, "who is logged in (IMAP, POP3, SMTP AUTH): user, protocol, client, since")
+    command(groups, "kick", kick, "end every session of a user").add_argument("address", help="the user's address")
+    sub = command(groups, "auth", auth_test, "check a password as the running appliance would (auth test ADDRESS)")
+    sub.add_argument("test", choices=["test"], help="the only auth command")
+    sub.add_argument("address", help="the user's address")
+    sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not the terminal")
     dkim = groups.add_parser("dkim", help="DKIM signing keys").add_subparsers(dest="action", required=True)
     for name, handler, help_text in (("keygen", dkim_keygen, "make a signing key and print the DNS records"),
                                      ("show", dkim_show, "print the DNS records of an existing key")):
@@ -392,7 +472,11 @@ def _parser():
 def main(argv=None):
     from mailbox_appliance import tls
 
-    arguments = _parser().parse_args(argv)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()
+        return 2
+    arguments = parser.parse_args(argv)
     try:
         output = arguments.handler(arguments, _settings(arguments))
     except (AdminError, config.ConfigError, files.FileFormatError, tls.TLSError, ValueError) as error:

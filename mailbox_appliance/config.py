@@ -174,10 +174,18 @@ def _endpoint_parser(implicit_tls):
         # (--reactor) after loading plugins, and importing it earlier would install the default.
         from twisted.internet import reactor
 
+        example = "tcp:993" if implicit_tls else "tcp:25"
+        if value.isdigit():
+            raise _BadValue(f"expected an endpoint string: a port alone is written tcp:{value}")
+        kind, _, rest = value.partition(":")
+        if kind == "tcp" and not re.fullmatch(r"\d{1,5}(:.*)?", rest):
+            raise _BadValue(f"expected tcp:PORT with a port number, such as {example} or {example}:interface=127.0.0.1")
         try:
             serverFromString(reactor, value)
         except (ValueError, TypeError, KeyError) as error:
-            raise _BadValue(f"expected a Twisted endpoint string such as tcp:25 ({error})") from None
+            # Twisted's own words name what it did not take ("Unknown endpoint type: 'x'").
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise _BadValue(f"expected a Twisted endpoint string such as {example} ({reason})") from None
         return value
 
     return parse_endpoint
@@ -381,6 +389,9 @@ def load(path=None):
             raise ConfigError(path, None, None, f"cannot read the configuration file: {error.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(path, None, None, "the configuration file is not UTF-8 text") from None
+        except configparser.MissingSectionHeaderError as error:
+            raise ConfigError(path, None, None, f"line {error.lineno}: {error.line.strip()!r} comes before any "
+                                                "[section] header; every key belongs to a section such as [server]") from None
         except configparser.Error as error:
             message = " ".join(str(error).split())
             raise ConfigError(path, None, None, f"not a valid INI file: {message}") from None
@@ -449,4 +460,8 @@ def _value(parser, path, section, key, setting, values):
         raise ConfigError(path, section, key, f"{error} (got {raw.strip()!r})") from None
     if setting.relative_to_data_dir:
         value = os.path.join(values["server"]["data_dir"], value)
+    elif setting.parse is parse_path and path is not None and not os.path.isabs(value):
+        # A relative path in a file means the same wherever the appliance or the admin command
+        # is started from: relative to the file.
+        value = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), value))
     return value

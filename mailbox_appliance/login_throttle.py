@@ -35,6 +35,11 @@ class LoginThrottle:
         failures = self._by_address.get(address)
         return failures is not None and self._clock.seconds() < failures.locked_until
 
+    def locked_until(self, address):
+        """When the lockout of *address* ends (clock seconds); 0 if it is not locked out."""
+        failures = self._by_address.get(address)
+        return failures.locked_until if failures is not None else 0.0
+
     def failed(self, address):
         """Record a failure; returns how many seconds to wait before answering it."""
         now = self._clock.seconds()

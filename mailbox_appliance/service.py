@@ -1,8 +1,10 @@
 """makeService(settings): one MultiService holding every listener of the appliance."""
 
 import os
+import platform
 import signal
 
+import twisted
 from twisted.application import service
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import serverFromString
@@ -10,7 +12,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from mailbox_appliance import tls
+from mailbox_appliance import __version__, tls
 from mailbox_appliance.accounts.checker import PasswordChecker
 from mailbox_appliance.accounts.directory import Accounts
 from mailbox_appliance.admin_channel import AdminChannel
@@ -34,6 +36,7 @@ from mailbox_appliance.session_security import LoginGate
 from mailbox_appliance.spam.dnsbl import Blocklists
 from mailbox_appliance.spam.learning import LearningQueue
 from mailbox_appliance.spam.rspamd import Rspamd
+from mailbox_appliance.status import ApplianceStatus
 from mailbox_appliance.smtp.inbound_checks import InboundChecks
 from mailbox_appliance.smtp.sender_auth import SenderAuthentication
 from mailbox_appliance.smtp.server import SMTPFactory
@@ -73,16 +76,20 @@ class ListenerService(service.Service):
 
     def startService(self):
         super().startService()
-        address = self.port.getHost()
-        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
         self.log.info("{listener} listening on {address} ({endpoint})",
-                      listener=self.name, address=where, endpoint=self.endpoint_description)
+                      listener=self.name, address=_address(self.port), endpoint=self.endpoint_description)
 
     def stopService(self):
         super().stopService()
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()
+
+
+def _address(port):
+    """host:port of a listening port (its path, for a UNIX socket)."""
+    address = port.getHost()
+    return f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
 
 
 class SaveFoldersOnStop(service.Service):
@@ -128,6 +135,10 @@ def makeService(settings, reactor=None):
     """
     if reactor is None:
         from twisted.internet import reactor
+    Logger(namespace="mailbox_appliance").info(
+        "mailbox-appliance {version} starting (Twisted {twisted}, Python {python}), configuration: {path}",
+        version=__version__, twisted=twisted.__version__, python=platform.python_version(),
+        path=settings.path or "built-in defaults")
     from mailbox_appliance.accounts.files import FileFormatError
 
     try:
@@ -149,7 +160,8 @@ def makeService(settings, reactor=None):
     realm = MailRealm(data_dir, folders)
     limits = settings.limits
     throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
-    gate = LoginGate(Portal(realm, [PasswordChecker(accounts, reactor)]), throttle, reactor)
+    checker = PasswordChecker(accounts, reactor)
+    gate = LoginGate(Portal(realm, [checker]), throttle, reactor)
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
     delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas)
@@ -180,7 +192,14 @@ def makeService(settings, reactor=None):
     # First, so SIGHUP is handled before any listener says it is listening.
     ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
     # Before the listeners too: once the appliance says it is listening, the admin can reach it.
-    AdminChannel(data_dir, QueueControl(runner, spool).commands(), reactor).setServiceParent(appliance)
+    listeners = []
+
+    def bound():
+        return [(listener.name, _address(listener.port)) for listener in listeners if listener.port is not None]
+
+    status = ApplianceStatus(__version__, gate, checker, spool, bound, reactor)
+    commands = {**QueueControl(runner, spool).commands(), **status.commands()}
+    AdminChannel(data_dir, commands, reactor).setServiceParent(appliance)
     # Its checker processes start before the listeners, and stop after them.
     sender_auth.setServiceParent(appliance)
     for name, endpoint, implicit_tls in settings.listen.enabled():
@@ -192,7 +211,9 @@ def makeService(settings, reactor=None):
             factory = TLSMemoryBIOFactory(tls_context, False, factory)
             # The listener's own log line says what matters; Twisted's "Starting factory" is noise.
             factory.noisy = False
-        ListenerService(name, endpoint, factory, reactor).setServiceParent(appliance)
+        listener = ListenerService(name, endpoint, factory, reactor)
+        listener.setServiceParent(appliance)
+        listeners.append(listener)
     runner.setServiceParent(appliance)
     if learning is not None:
         learning.setServiceParent(appliance)

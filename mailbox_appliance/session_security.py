@@ -33,6 +33,9 @@ class LoginGate:
         self.portal = portal
         self.throttle = throttle
         self.clock = clock
+        self._refused_while_locked = {}   # client address -> logins refused during its lockout
+        # Every logged-in session (SecureSession) -> (user, since): `who` and `kick` read it.
+        self.sessions = {}
 
     def is_locked_out(self, client_address):
         return self.throttle.is_locked_out(client_address)
@@ -45,12 +48,16 @@ class LoginGate:
         to the server), UNAVAILABLE when the check broke.  *session* is the SecureSession asking.
         """
         client = session.client_address
+        user = getattr(credentials, "username", b"")
+        user = user.decode("utf-8", "replace") if isinstance(user, bytes) else str(user)
         if self.throttle.is_locked_out(client):
+            self.refused_while_locked(session)
             return defer.fail(LoginRefused(LOCKED_OUT))
 
         def succeeded(login):
             _interface, avatar, _logout = login
             self.throttle.succeeded(client)
+            self.sessions[session] = (avatar.address, self.clock.seconds())
             self.log.info("{protocol} session {session} from {client}: logged in as {user}",
                           protocol=session.protocol_name, session=session.session_id, client=client,
                           user=avatar.address)
@@ -61,12 +68,55 @@ class LoginGate:
                 self.log.failure("{protocol} session {session}: login error", failure,
                                  protocol=session.protocol_name, session=session.session_id)
                 raise LoginRefused(UNAVAILABLE)
+            was_locked = self.throttle.is_locked_out(client)
             delay = self.throttle.failed(client)
-            self.log.info("{protocol} session {session} from {client}: login failed",
-                          protocol=session.protocol_name, session=session.session_id, client=client)
+            # The line fail2ban's filter matches (packaging/fail2ban): the name tried, never the
+            # password.
+            self.log.info("{protocol} session {session} from {client}: login failed for {user}",
+                          protocol=session.protocol_name, session=session.session_id, client=client,
+                          user=_printable(user))
+            if not was_locked and self.throttle.is_locked_out(client):
+                self._locked(client)
             return task.deferLater(self.clock, delay, _refuse, WRONG_CREDENTIALS)
 
         return self.portal.login(credentials, None, interface).addCallbacks(succeeded, failed)
+
+
+    def session_ended(self, session):
+        """Called by every session when its connection is gone."""
+        self.sessions.pop(session, None)
+
+    def refused_while_locked(self, session):
+        """A login refused (or a password refused before it was sent) because the client's
+        address is locked out: counted, the first one logged."""
+        client = session.client_address
+        count = self._refused_while_locked.get(client, 0) + 1
+        self._refused_while_locked[client] = count
+        if count == 1:
+            self.log.info("{protocol} session {session} from {client}: login refused, {client} is locked out",
+                          protocol=session.protocol_name, session=session.session_id, client=client)
+
+    def _locked(self, client):
+        seconds = self.throttle.lockout_seconds
+        self.log.warn("login lockout of {client} for {seconds}s after {count} failed logins",
+                      client=client, seconds=seconds, count=self.throttle.max_failures)
+        self._refused_while_locked[client] = 0
+        self.clock.callLater(seconds, self._unlocked, client)
+
+    def _unlocked(self, client):
+        if self.throttle.is_locked_out(client):
+            # Failures during the lockout (by SMTP AUTH's own count) moved its end: wait on.
+            remaining = self.throttle.locked_until(client) - self.clock.seconds()
+            self.clock.callLater(max(remaining, 1), self._unlocked, client)
+            return
+        refused = self._refused_while_locked.pop(client, 0)
+        self.log.info("login lockout of {client} ended; {refused} logins refused during it",
+                      client=client, refused=refused)
+
+
+def _printable(text):
+    """A user name as tried, safe for one log line (no control characters), at most 100."""
+    return "".join(character if character.isprintable() else "?" for character in text[:100])
 
 
 def _refuse(reason):
@@ -82,12 +132,17 @@ class SecureSession:
 
     log = Logger()
 
+    def kick(self):
+        """End the session at the admin's request (`mailbox-appliance-admin kick`)."""
+        self.transport.loseConnection()
+
     def password_refusal(self):
         """None when a password may be sent now, else LOCKED_OUT, or "tls" before TLS
         (RFC 3501 §6.2.3 LOGINDISABLED, RFC 4954 §4 538, RFC 2595 §4)."""
         if not self.secure:
             return "tls"
         if self.gate.is_locked_out(self.client_address):
+            self.gate.refused_while_locked(self)
             return LOCKED_OUT
         return None
 

@@ -5,6 +5,7 @@ with TLS 1.2 as the floor (RFC 8996 deprecates 1.0 and 1.1; RFC 8314 §4.1 asks 
 """
 
 import datetime
+import ipaddress
 import os
 
 from cryptography import x509
@@ -24,10 +25,11 @@ class TLSError(Exception):
     """The certificate or key cannot be used; the message names the file and the fix."""
 
 
-def context_factory(settings, log=None):
-    """The server context factory for ``settings.tls``, creating a self-signed pair if allowed."""
+def context_factory(settings, log=None, create=True):
+    """The server context factory for ``settings.tls``, creating a self-signed pair if allowed
+    (and *create*: a check must change nothing)."""
     tls = settings.tls
-    if tls.create_self_signed and not (os.path.exists(tls.certificate) or os.path.exists(tls.private_key)):
+    if create and tls.create_self_signed and not (os.path.exists(tls.certificate) or os.path.exists(tls.private_key)):
         create_self_signed(tls.certificate, tls.private_key, settings.server.hostname)
         if log is not None:
             log.info("created a self-signed certificate {path} for {hostname}",
@@ -87,6 +89,14 @@ def _read(path, key, loader):
         raise TLSError(f"[tls] {key} {path}: not a PEM {kind}") from None
 
 
+def _self_signed_names(hostname):
+    """The host name, and the loopback names and addresses the demo listens on: a client told
+    to connect to 127.0.0.1 checks the address against the certificate (fetchmail does)."""
+    names = dict.fromkeys([hostname, "localhost"])
+    return [x509.DNSName(name) for name in names] + [
+        x509.IPAddress(ipaddress.ip_address(address)) for address in ("127.0.0.1", "::1")]
+
+
 def create_self_signed(certificate_path, key_path, hostname):
     """Write a new RSA key (mode 0600) and a self-signed certificate for *hostname*."""
     os.makedirs(os.path.dirname(os.path.abspath(certificate_path)), exist_ok=True)
@@ -102,7 +112,7 @@ def create_self_signed(certificate_path, key_path, hostname):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_self_signed_names(hostname)), critical=False)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(

@@ -308,6 +308,11 @@ expect "$DATA" "$(owner_mode "$DATA")" "mailbox-appliance:mailbox-appliance 750"
 expect "$CONFIG" "$(owner_mode "$CONFIG")" "root:root 644"
 dpkg-query -W -f='${Conffiles}\n' "$PACKAGE" | grep -q " $CONFIG " || fail "$CONFIG is not a conffile"
 ok "$CONFIG is a conffile"
+for fail2ban in /etc/fail2ban/filter.d/mailbox-appliance.conf /etc/fail2ban/jail.d/mailbox-appliance.conf; do
+    dpkg-query -W -f='${Conffiles}\n' "$PACKAGE" | grep -q " $fail2ban " || fail "$fail2ban is not a conffile"
+done
+grep -q '^enabled = false' /etc/fail2ban/jail.d/mailbox-appliance.conf || fail "the fail2ban jail is not off by default"
+ok "the fail2ban filter and jail (off) are conffiles"
 for port in "${PORTS[@]}"; do
     grep -Eq "^[a-z0-9]+ = tcp:$port\$" "$CONFIG" || fail "$CONFIG does not listen on tcp:$port"
 done

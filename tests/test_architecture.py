@@ -36,11 +36,12 @@ ALLOWED = {
     "realm": {"interfaces", "maildir"},
     "quota": {"accounts", "interfaces", "maildir"},
     "spam": {"atomic", "interfaces"},
+    "status": {"admin_channel"},
     "smtp": {"accounts", "address_list", "interfaces", "message", "queue", "session_security", "spam", "tls"},
     "imap": {"accounts", "address_list", "atomic", "interfaces", "maildir", "message", "session_security"},
     "pop3": {"accounts", "interfaces", "maildir", "message", "session_security"},
     "dovecot_import": {"accounts", "atomic", "maildir"},
-    "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "queue", "tls"},
+    "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "message", "queue", "tls"},
     "service": EVERY_PART,
 }
 
@@ -66,7 +67,9 @@ def _imported_parts(path, source=None):
             names = [base + [alias.name] for alias in node.names] if len(base) == 1 else [base]
         else:
             continue
-        parts.update(name[1] for name in names if name[0] == "mailbox_appliance" and len(name) > 1)
+        # The package root itself (its __version__) is no part.
+        parts.update(name[1] for name in names
+                     if name[0] == "mailbox_appliance" and len(name) > 1 and not name[1].startswith("__"))
     return parts
 
 

@@ -83,10 +83,13 @@ dmarc_reject = Junk
     ("[filter]\nrspamd = 127.0.0.1:11333\n", r"\[filter\] rspamd: expected an http URL"),
     ("[filter]\ndnsbl = zen spamhaus\n", r"\[filter\] dnsbl: expected comma-separated domain names"),
     ("[server]\ndomains = exa mple.com\n", r"\[server\] domains: expected comma-separated domain names"),
-    ("[listen]\nsmtp = tcp:notaport\n", r"\[listen\] smtp: expected a Twisted endpoint string"),
+    ("[listen]\nsmtp = tcp:notaport\n", r"\[listen\] smtp: expected tcp:PORT with a port number, such as tcp:25"),
+    ("[listen]\nsmtp = tcp:25x25\n", r"\[listen\] smtp: expected tcp:PORT with a port number, such as tcp:25 or "),
+    ("[listen]\nsmtp = 2525\n", r"\[listen\] smtp: expected an endpoint string: a port alone is written tcp:2525"),
+    ("[listen]\nsmtp = tpc:25\n", r"\[listen\] smtp: expected a Twisted endpoint string such as tcp:25 \(Unknown endpoint type: .tpc.\)"),
     ("[listen]\nimaps = ssl:993\n", r"\[listen\] imaps: expected a plain stream endpoint such as tcp:993"),
     ("[tls]\ncertificate = /x.pem\n", r"\[tls\] private_key: certificate and private_key must be set together"),
-    ("hostname = x\n", r"not a valid INI file: File contains no section headers"),
+    ("hostname = x\n", r"line 1: 'hostname = x' comes before any \[section\] header; every key belongs to a section"),
     ("[server]\n[server]\n", r"not a valid INI file: .*section 'server' already exists"),
     (b"[server]\nhostname = \xff\n", r"not UTF-8 text"),
 ])
@@ -133,3 +136,13 @@ def test_example_configuration_documents_every_setting():
         for key in keys:
             assert re.search(rf"^#?\s*{key}\s*=", text, re.MULTILINE), f"[{section}] {key} is not documented"
     config.load(path)
+
+
+def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path, monkeypatch):
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    path = _write(directory, "[server]\ndata_dir = ../var/mail\n[accounts]\nusers_file = users.txt\n")
+    monkeypatch.chdir("/")
+    settings = config.load(path)
+    assert settings.server.data_dir == str(tmp_path / "var" / "mail")
+    assert settings.accounts.users_file == str(tmp_path / "var" / "mail" / "users.txt")

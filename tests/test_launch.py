@@ -1,12 +1,13 @@
 """The appliance as an admin starts it: twistd finds the plugin, every listener answers, SIGTERM stops it."""
 
 import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 
-from appliance import TWISTD, Appliance, LISTENERS
+from appliance import ADMIN, TWISTD, Appliance, LISTENERS
 
 GREETINGS = {
     "smtp": b"220 ", "submission": b"220 ", "submissions": b"220 ",
@@ -31,6 +32,22 @@ def test_twistd_lists_the_plugin():
     result = subprocess.run([TWISTD, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "mailbox-appliance" in result.stdout
+
+
+def test_the_version_is_printed_and_logged(appliance):
+    from importlib import metadata
+    version = metadata.version("mailbox-appliance")
+    result = subprocess.run([TWISTD, "mailbox-appliance", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith(f"mailbox-appliance {version} (Twisted "), result
+    result = subprocess.run([ADMIN, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"mailbox-appliance {version}", result
+    assert appliance.wait_for_log(rf"mailbox-appliance {re.escape(version)} starting \(Twisted \S+, Python \S+\)")
+
+
+def test_the_admin_command_alone_prints_its_help():
+    result = subprocess.run([ADMIN], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout.startswith("usage: mailbox-appliance-admin"), result
+    assert "domain" in result.stdout and "queue" in result.stdout
 
 
 def test_every_listener_answers_and_sigterm_stops_cleanly(appliance):

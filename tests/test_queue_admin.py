@@ -69,8 +69,22 @@ def test_a_delete_during_an_attempt_waits_for_it_and_leaves_nothing_behind(offic
     assert not [name for name in os.listdir(os.path.join(office.data_dir, "queue", "envelopes"))]
 
 
+def test_show_and_json_list_an_entry(office):
+    submit(office, ["x@servfail.test"])
+    office.appliance.wait_for_log(r"attempt 1: .*pending", timeout=30)
+    [listed] = json.loads(_run(office, "queue", "list", "--json"))
+    assert listed["sender"] == "alice@example.test" and listed["attempts"] == 1
+    assert [recipient["address"] for recipient in listed["recipients"]] == ["x@servfail.test"]
+    shown = _run(office, "queue", "show", listed["id"])
+    assert shown.startswith(f"*** ENVELOPE {listed['id']} ***\n")
+    assert json.loads(shown.split("***\n", 1)[1].split("\n*** MESSAGE HEADER")[0]) == listed
+    header = shown.split("***\n", 2)[2]
+    assert "\nFrom: alice@example.test\n" in "\n" + header + "\n" and "\r" not in header
+    assert _run(office, "queue", "list", "--json").strip().startswith("[")
+
+
 def test_unknown_queue_id(office):
-    for command in ("retry", "delete", "bounce"):
+    for command in ("retry", "delete", "bounce", "show"):
         result = admin(office.config_path, "queue", command, "0000000000000000zz")
         assert result.returncode == 1 and "no queued message 0000000000000000zz" in result.stderr
 

@@ -48,3 +48,15 @@ def test_a_file_that_is_not_pem_is_refused(tmp_path):
     settings = _settings(tmp_path, f"[tls]\ncertificate = {tmp_path}/junk.pem\nprivate_key = {tmp_path}/a.key\n")
     with pytest.raises(tls.TLSError, match=r"\[tls\] certificate .*junk.pem: not a PEM certificate"):
         tls.context_factory(settings)
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "mail.example.test"])
+def test_the_self_signed_certificate_names_the_loopback_address_the_demo_listens_on(appliance, config_path, name):
+    import os
+    import socket
+    import ssl
+    certificate = os.path.join(os.path.dirname(config_path), "data", "tls", "certificate.pem")
+    context = ssl.create_default_context(cafile=certificate)      # verifies the name, as fetchmail does
+    with socket.create_connection(("127.0.0.1", appliance.ports["imaps"]), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as wrapped:
+            assert wrapped.recv(64).startswith(b"* OK")

@@ -76,9 +76,13 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
         super().connectionMade()
 
     def connectionLost(self, reason):
+        self.gate.session_ended(self)
         self.stop_notify()
         self.deselect()
         super().connectionLost(reason)
+
+    def kick(self):
+        self.close_session(b"The administrator ended this session")
 
     def close_session(self, bye):
         """End the session: the folder let go first (nothing about it may follow the BYE), then

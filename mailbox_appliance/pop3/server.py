@@ -56,6 +56,7 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
 
     def connectionLost(self, reason):
         # A session that ends without QUIT never enters the UPDATE state: nothing is deleted.
+        self.gate.session_ended(self)
         self.setTimeout(None)
         self._state = "closed"
 

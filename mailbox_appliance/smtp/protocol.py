@@ -54,7 +54,13 @@ MAX_REFUSED_RECIPIENTS = 20
 _NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage; try again later")
 # One log line per transaction (the admin follows a message by its id).
 TRANSACTION_LINE = ("smtp {role} session {session} from {client} helo={helo} user={user} tls={tls}: "
-                    "from=<{sender}> to={recipients} refused={refused} size={size} result={result} id={queue_id}")
+                    "from=<{sender}> to={recipients} refused={refused} size={size} result={result} id={queue_id} "
+                    "mailboxes={mailboxes} remote={remote}")
+
+
+def _printable(octets):
+    """A command line as text for the log: control characters and non-UTF-8 octets shown as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in octets.decode("utf-8", "replace"))
 
 
 class Transaction:
@@ -130,6 +136,8 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
 
     def connectionLost(self, reason):
         self.setTimeout(None)
+        if self.gate is not None:
+            self.gate.session_ended(self)
         if self.transaction is not None:
             if self._mode != "closed":
                 self._log_transaction("disconnected")
@@ -226,6 +234,11 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         try:
             handler(argument.strip(b" "))
         except Reply as reply:
+            if verb.upper() in (b"MAIL", b"RCPT"):
+                # The admin greps for the address: the transaction line shows only what was accepted.
+                self.log.info("smtp {role} session {session} from {client}: {command} refused {code} {status} {text}",
+                              role=self.settings.role, session=self.session_id, client=self.client_address,
+                              command=_printable(line[:300]), code=reply.code, status=reply.status, text=reply.text)
             if reply.code in (500, 501):
                 self._error(reply)
             else:
@@ -702,12 +715,20 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         self._resume(451, "4.3.0", "Local error in processing; try again later")
 
     def _log_transaction(self, result, queue_id=None, transaction=None, size=None):
+        """One line per transaction; once delivered, with where it went after aliases: the local
+        mailboxes (*mailboxes*) and the addresses the queue has it for (*remote*)."""
         transaction = transaction or self.transaction
+        delivered = queue_id is not None and result.startswith("250")
+        resolutions = [resolution for _address, resolution in transaction.recipients] if delivered else []
+        mailboxes = dict.fromkeys(mailbox for resolution in resolutions for mailbox in resolution.local)
+        remote = dict.fromkeys(address for resolution in resolutions for address in resolution.remote)
         fields = dict(
             role=self.settings.role, session=self.session_id, client=self.client_address, helo=self.helo,
             user=self.user, tls=self.tls_version, sender=transaction.sender,
             recipients=",".join(f"<{address}>" for address, _ in transaction.recipients) or "-",
             refused=transaction.refused, size=size, result=result, queue_id=queue_id,
+            mailboxes=",".join(f"<{mailbox}>" for mailbox in mailboxes) or "-",
+            remote=",".join(f"<{address}>" for address in remote) or "-",
         )
         # The text is made here by str.format (in C) and the fields travel in the event as well:
         # twisted.logger's own formatting (string.Formatter, in Python) of these thirteen fields

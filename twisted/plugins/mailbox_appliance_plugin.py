@@ -13,6 +13,13 @@ from zope.interface import implementer
 
 
 class Options(usage.Options):
+    def opt_version(self):
+        """Print the appliance's version (and Twisted's) and exit."""
+        import twisted
+        from mailbox_appliance import __version__
+        print(f"mailbox-appliance {__version__} (Twisted {twisted.__version__})")
+        raise SystemExit(0)
+
     optParameters = [
         ["config", "c", None,
          "Path of the INI configuration file (default: $MAILBOX_APPLIANCE_CONFIG, "
