@@ -74,7 +74,7 @@ class LoginGate:
             # password.
             self.log.info("{protocol} session {session} from {client}: login failed for {user}",
                           protocol=session.protocol_name, session=session.session_id, client=client,
-                          user=_printable(user))
+                          user=printable(user, 100))
             if not was_locked and self.throttle.is_locked_out(client):
                 self._locked(client)
             return task.deferLater(self.clock, delay, _refuse, WRONG_CREDENTIALS)
@@ -105,7 +105,8 @@ class LoginGate:
 
     def _unlocked(self, client):
         if self.throttle.is_locked_out(client):
-            # Failures during the lockout (by SMTP AUTH's own count) moved its end: wait on.
+            # Failures of logins already being checked when it began (the hash is verified in a
+            # thread) moved its end: wait on.
             remaining = self.throttle.locked_until(client) - self.clock.seconds()
             self.clock.callLater(max(remaining, 1), self._unlocked, client)
             return
@@ -114,9 +115,10 @@ class LoginGate:
                       client=client, refused=refused)
 
 
-def _printable(text):
-    """A user name as tried, safe for one log line (no control characters), at most 100."""
-    return "".join(character if character.isprintable() else "?" for character in text[:100])
+def printable(text, limit):
+    """What a client sent (a user name, a command line), safe for one log line: at most *limit*
+    characters, control characters shown as '?'."""
+    return "".join(character if character.isprintable() else "?" for character in text[:limit])
 
 
 def _refuse(reason):

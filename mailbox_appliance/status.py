@@ -2,7 +2,6 @@
 `kick ADDRESS` and `auth test ADDRESS` (the password checked by the running appliance's own
 checker, as `doveadm auth test` does; no client address is throttled for it)."""
 
-import os
 import time
 
 from twisted.cred.credentials import UsernamePassword
@@ -44,10 +43,9 @@ class ApplianceStatus:
         return "\n".join(lines)
 
     def _queue(self):
-        ids = sorted(name[:-len(".json")] for name in os.listdir(self.spool.envelopes_dir) if name.endswith(".json"))
+        ids = self.spool.committed_ids()
         if not ids:
             return "queue: empty"
-        # Queue ids begin with their time, so the first in order is the oldest.
         try:
             oldest = self.spool.read_envelope(ids[0])
         except (KeyError, ValueError):

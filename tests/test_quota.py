@@ -116,6 +116,9 @@ def test_smtp_refuses_full_mailboxes_only(limited):
     assert say(b"DATA").startswith(b"354")
     assert say(_message(20_000, "shared") + b".").startswith(b"250")
     limited.appliance.wait_for_log(r"report \S+ to <bob@example.test> stored")
+    # The transaction line names the mailboxes that got it: not the full one.
+    limited.appliance.wait_for_log(r"from=<bob@example\.test> .*result=250 queued id=\S+ mailboxes=<bob@example\.test> "
+                                   r"remote=-$")
     assert len(limited.inbox("alice")) == 1
     bob = limited.inbox("bob")
     assert any(b"Subject: shared" in m for m in bob)

@@ -12,6 +12,7 @@ import re
 
 from twisted.mail.imap4 import IllegalClientResponse, IMAP4Server
 
+from mailbox_appliance.accounts.directory import JUNK
 from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.layout import special_folder
 from mailbox_appliance.maildir.names import FLAG_SEEN
@@ -399,9 +400,11 @@ class MessageCommands:
         """Into Junk is spam; out of Junk is ham, unless into Trash (deleting spam is not calling
         it good).  Handed over at once, before a MOVE removes the originals."""
         learning = self.factory.learning
+        if learning is None:
+            return
         was, now = special_folder(source.path), special_folder(target.path)
-        kind = "spam" if now == "Junk" != was else "ham" if was == "Junk" and now not in ("Junk", "Trash") else None
-        if learning is not None and kind is not None:
+        kind = "spam" if now == JUNK != was else "ham" if was == JUNK and now not in (JUNK, "Trash") else None
+        if kind is not None:
             for message in messages:
                 learning.learn(kind, source.file_path(message))
 

@@ -89,6 +89,11 @@ def is_queue_id(value):
     return isinstance(value, str) and _ID_RE.match(value) is not None
 
 
+def _is_envelope_name(name):
+    """A committed envelope's file name: ID.json."""
+    return name.endswith(".json") and is_queue_id(name[:-5])
+
+
 class UnknownEntry(KeyError):
     """No committed queue entry has this id."""
 
@@ -375,6 +380,11 @@ class Spool:
                                % (envelope.id,))
         return envelope
 
+    def committed_ids(self):
+        """The ids of the committed entries, oldest first (a queue id begins with its time);
+        nothing read but the directory."""
+        return sorted(name[:-5] for name in os.listdir(self.envelopes_dir) if _is_envelope_name(name))
+
     def load(self, repair=True):
         """Every committed entry as a LoadResult (a list of Envelope, oldest first).
 
@@ -404,7 +414,7 @@ class Spool:
             result.corrupt.append((name, reason))
 
         for name in sorted(os.listdir(self.envelopes_dir)):
-            if name.endswith(".json") and is_queue_id(name[:-5]):
+            if _is_envelope_name(name):
                 envelope_ids.append(name[:-5])
             elif _ENVELOPE_TMP_RE.match(name):
                 # An unpublished write or an interrupted update: the committed

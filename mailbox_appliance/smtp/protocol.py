@@ -32,7 +32,8 @@ from mailbox_appliance.interfaces import ISender
 from mailbox_appliance.message import unstuff
 from mailbox_appliance.smtp import content
 from mailbox_appliance.smtp.message_buffer import IN_MEMORY_OCTETS, MessageBuffer
-from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
+from mailbox_appliance.session_security import (LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession,
+                                                printable)
 from mailbox_appliance.smtp.reply import Reply
 from mailbox_appliance.smtp.syntax import SyntaxProblem, parse_path
 from mailbox_appliance.tls import negotiated_version
@@ -56,11 +57,6 @@ _NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage; try again later")
 TRANSACTION_LINE = ("smtp {role} session {session} from {client} helo={helo} user={user} tls={tls}: "
                     "from=<{sender}> to={recipients} refused={refused} size={size} result={result} id={queue_id} "
                     "mailboxes={mailboxes} remote={remote}")
-
-
-def _printable(octets):
-    """A command line as text for the log: control characters and non-UTF-8 octets shown as '?'."""
-    return "".join(c if c.isprintable() else "?" for c in octets.decode("utf-8", "replace"))
 
 
 class Transaction:
@@ -238,7 +234,8 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
                 # The admin greps for the address: the transaction line shows only what was accepted.
                 self.log.info("smtp {role} session {session} from {client}: {command} refused {code} {status} {text}",
                               role=self.settings.role, session=self.session_id, client=self.client_address,
-                              command=_printable(line[:300]), code=reply.code, status=reply.status, text=reply.text)
+                              command=printable(line.decode("utf-8", "replace"), 300), code=reply.code,
+                              status=reply.status, text=reply.text)
             if reply.code in (500, 501):
                 self._error(reply)
             else:
@@ -679,7 +676,7 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         # content.problem() let through only lines ending in CRLF, and our header lines end so too.
         result = self.delivery.deliver(queue_id, transaction.sender, recipients, message,
                                        self._received_from(), crlf_only=True)
-        result.addCallbacks(self._delivered, self._not_delivered, (queue_id, transaction, len(message)),
+        result.addCallbacks(self._delivered, self._not_delivered, (queue_id, transaction, len(message), recipients),
                             errbackArgs=(queue_id, transaction, len(message)))
         result.addErrback(self._unexpected, "delivery")
         if full:
@@ -699,9 +696,9 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         return {"client": self.client_address, "helo": self.helo, "user": self.user,
                 "tls": self.tls_version, "session": self.session_id}
 
-    def _delivered(self, _ignored, queue_id, transaction, size):
+    def _delivered(self, _ignored, queue_id, transaction, size, stored):
         self.transaction = None
-        self._log_transaction("250 queued" + transaction.filed, queue_id, transaction, size)
+        self._log_transaction("250 queued" + transaction.filed, queue_id, transaction, size, stored)
         self._resume(250, "2.0.0", f"OK: queued as {queue_id}")
         return True
 
@@ -714,14 +711,13 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
             return self._resume(_NO_SPACE.code, _NO_SPACE.status, _NO_SPACE.text)
         self._resume(451, "4.3.0", "Local error in processing; try again later")
 
-    def _log_transaction(self, result, queue_id=None, transaction=None, size=None):
-        """One line per transaction; once delivered, with where it went after aliases: the local
-        mailboxes (*mailboxes*) and the addresses the queue has it for (*remote*)."""
+    def _log_transaction(self, result, queue_id=None, transaction=None, size=None, stored=()):
+        """One line per transaction; once delivered, with where it went after aliases (*stored*,
+        the recipients delivery took, full mailboxes left out): the local mailboxes and the
+        addresses the queue has it for."""
         transaction = transaction or self.transaction
-        delivered = queue_id is not None and result.startswith("250")
-        resolutions = [resolution for _address, resolution in transaction.recipients] if delivered else []
-        mailboxes = dict.fromkeys(mailbox for resolution in resolutions for mailbox in resolution.local)
-        remote = dict.fromkeys(address for resolution in resolutions for address in resolution.remote)
+        mailboxes = dict.fromkeys(mailbox for _address, resolution in stored for mailbox in resolution.local)
+        remote = dict.fromkeys(address for _address, resolution in stored for address in resolution.remote)
         fields = dict(
             role=self.settings.role, session=self.session_id, client=self.client_address, helo=self.helo,
             user=self.user, tls=self.tls_version, sender=transaction.sender,

@@ -22,7 +22,7 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 from mailbox_appliance.smtp.reply import Reply
-from mailbox_appliance.smtp.verdict import Verdict
+from mailbox_appliance.smtp.verdict import Verdict, without_fields
 
 __all__ = ["SenderAuthentication"]
 
@@ -32,7 +32,6 @@ CHECK_TIMEOUT = 60
 # a broken installation must not become a busy loop).
 RESTART_DELAY = 1
 _LENGTH = struct.Struct(">I")
-_AR_FIELD = re.compile(rb"(?im)^authentication-results[ \t]*:(.*(?:\r\n[ \t].*)*)\r\n")
 _UNAVAILABLE = Reply(451, "4.7.0", "Cannot check the sender now; try again later")
 
 
@@ -50,6 +49,9 @@ class SenderAuthentication(Service):
         how many checker processes (default: one per CPU, two to four)."""
         self.servers = servers
         self.hostname = hostname
+        # An Authentication-Results value whose authserv-id is our host name (RFC 8601 §2.2).
+        self._claims_our_name = re.compile(rb"[ \t]*" + re.escape(hostname.encode("ascii")) + rb"[ \t]*(;|$)",
+                                           re.IGNORECASE).match
         self.reactor = reactor
         self.own_domain = own_domain
         self.dmarc_reject = dmarc_reject
@@ -153,11 +155,7 @@ class SenderAuthentication(Service):
     def strip_our_results(self, message):
         """*message* without Authentication-Results fields claiming our host name (RFC 8601 §5:
         a forger may not pre-fill our verdict)."""
-        header, separator, body = message.partition(b"\r\n\r\n")
-        ours = re.compile(rb"[ \t]*" + re.escape(self.hostname.encode("ascii")) + rb"[ \t]*(;|$)", re.IGNORECASE)
-        kept = _AR_FIELD.sub(lambda m: b"" if ours.match(m.group(1).replace(b"\r\n", b"")) else m.group(0),
-                             header + b"\r\n")
-        return kept[:-2] + separator + body
+        return without_fields(message, (b"authentication-results",), self._claims_our_name)
 
 
 class _Checker(protocol.ProcessProtocol):
