@@ -112,7 +112,28 @@ def user_add(arguments, settings):
     maildir = user_maildir(settings.server.data_dir, domain, local)
     create_user_maildir(maildir)
     files.edit(settings.accounts.users_file, files.USERS, address, f"{address}:{passwords.hash_password(password)}")
-    return f"added user {address} (mail in {maildir})"
+    return "\n".join([f"added user {address} (mail in {maildir})", *_system_aliases(accounts, address, settings)])
+
+
+# Mail for these names has to reach someone: root's is what cron and local programs send
+# (mailbox-appliance-sendmail gives a bare "root" the primary domain), and postmaster must exist
+# (RFC 5321 §4.5.1).  The first user added receives both until the admin says otherwise.
+SYSTEM_NAMES = ("root", "postmaster")
+
+
+def _system_aliases(accounts, address, settings):
+    """Point root@ and postmaster@ of the primary domain at *address* when they go nowhere yet;
+    the lines saying so."""
+    domain = accounts.primary_domain
+    if not accounts.is_local_domain(domain):
+        return []
+    said = []
+    for name in SYSTEM_NAMES:
+        source = f"{name}@{domain}"
+        if accounts.resolve(source) is None:
+            files.edit(settings.accounts.aliases_file, files.ALIASES, source, f"{source}: {address}")
+            said.append(f"mail for {source} goes to {address} (change it with: alias del {source}; alias add ...)")
+    return said
 
 
 def _user_entry(accounts, address):
@@ -161,12 +182,22 @@ def user_del(arguments, settings):
         raise AdminError(f"no user {address}")
     local, domain = split_address(address)
     maildir = user_maildir(settings.server.data_dir, domain, local)
+    pointing = sorted(source for source, targets in _accounts(settings).aliases().items() if address in targets)
+    if pointing:
+        print(f"mailbox-appliance-admin: warning: {', '.join(pointing)} still point(s) to {address}: their mail is "
+              "refused (or bounced) until changed with alias del/add", file=sys.stderr)
     return f"deleted user {address}; the mail stays in {maildir} (remove it by hand when no longer needed)"
 
 
 def user_list(arguments, settings):
-    """Each user with the mail stored and the quota: ``alice@example.test  12.3M of 1.0G``."""
+    """Each user with the mail stored, the quota and the last login:
+    ``alice@example.test  12.3M of 1.0G  last login 2026-12-03 09:12 imap from 192.0.2.7``."""
+    import time
+
+    from mailbox_appliance.accounts import last_login
+
     accounts = _accounts(settings)
+    logins = last_login.read(settings.server.data_dir)
     lines = []
     for address in accounts.users():
         entry = accounts.user_entry(address)
@@ -175,7 +206,10 @@ def user_list(arguments, settings):
         limit = entry.quota if entry.quota is not None else settings.limits.default_quota
         local, domain = split_address(address)
         used = _size(storage_used(user_maildir(settings.server.data_dir, domain, local)))
-        lines.append(f"{address}  {used} of {_size(limit) if limit else 'no limit'}{note}")
+        seen = logins.get(address)
+        seen = (f"  last login {time.strftime('%Y-%m-%d %H:%M', time.localtime(seen[0]))} {seen[1]} from {seen[2]}"
+                if seen else "  never logged in")
+        lines.append(f"{address}  {used} of {_size(limit) if limit else 'no limit'}{seen}{note}")
     return "\n".join(lines)
 
 
@@ -320,28 +354,65 @@ def queue_bounce(arguments, settings):
 # -- DKIM ----------------------------------------------------------------------------------------
 
 
+def _dkim_names(arguments):
+    """The domain and selector given, checked (a selector is a file name: no path tricks)."""
+    domain = arguments.domain.strip().lower().rstrip(".")
+    selector = arguments.selector.strip().lower()
+    if not is_valid_domain(selector):
+        raise AdminError(f"{arguments.selector!r} is not a DKIM selector (letters, digits, '-' and '.')")
+    return domain, selector
+
+
+def _signing(settings, domain, selector):
+    """The line saying whether *selector* signs *domain*'s mail."""
+    import os
+
+    from mailbox_appliance.queue import dkim_keys
+
+    signing = dkim_keys.signing_selector(os.path.join(dkim_keys.key_directory(settings.server.data_dir), domain))
+    if signing == selector:
+        return f"; selector {selector} signs the mail of {domain}"
+    return (f"; selector {signing} signs the mail of {domain}, not {selector}: once its record is published "
+            f"and visible, switch with: dkim use {domain} {selector}")
+
+
 def dkim_keygen(arguments, settings):
     from mailbox_appliance.queue import dkim_keys
 
-    domain = arguments.domain.strip().lower().rstrip(".")
+    domain, selector = _dkim_names(arguments)
     if not _accounts(settings).is_local_domain(domain):
         raise AdminError(f"{domain} is not a domain of this server; add it first: domain add {domain}")
     try:
-        record = dkim_keys.generate_key(settings.server.data_dir, domain, arguments.selector)
+        record = dkim_keys.generate_key(settings.server.data_dir, domain, selector)
     except FileExistsError as error:
         raise AdminError(str(error)) from None
-    return _dns_records(settings, domain, arguments.selector, record)
+    return _dns_records(settings, domain, selector, record) + "\n" + _signing(settings, domain, selector)
 
 
 def dkim_show(arguments, settings):
     from mailbox_appliance.queue import dkim_keys
 
-    domain = arguments.domain.strip().lower().rstrip(".")
+    domain, selector = _dkim_names(arguments)
     try:
-        record = dkim_keys.public_record(settings.server.data_dir, domain, arguments.selector)
+        record = dkim_keys.public_record(settings.server.data_dir, domain, selector)
     except FileNotFoundError:
-        raise AdminError(f"no DKIM key for {domain} (selector {arguments.selector}); make one with: dkim keygen {domain}") from None
-    return _dns_records(settings, domain, arguments.selector, record)
+        raise AdminError(f"no DKIM key for {domain} (selector {selector}); make one with: dkim keygen {domain}") from None
+    return _dns_records(settings, domain, selector, record) + "\n" + _signing(settings, domain, selector)
+
+
+def dkim_use(arguments, settings):
+    """Key rotation: sign with another of the domain's keys from now on."""
+    import os
+
+    from mailbox_appliance.queue import dkim_keys
+
+    domain, selector = _dkim_names(arguments)
+    key = os.path.join(dkim_keys.key_directory(settings.server.data_dir), domain, f"{selector}.key")
+    if not os.path.exists(key):
+        raise AdminError(f"no DKIM key for {domain} with selector {selector}; make one with: "
+                         f"dkim keygen {domain} --selector {selector}")
+    dkim_keys.use(settings.server.data_dir, domain, selector)
+    return f"selector {selector} signs the mail of {domain} from now on (the running appliance needs no restart)"
 
 
 def _dns_records(settings, domain, selector, record):
@@ -457,8 +528,11 @@ def _parser():
     for name, handler, help_text in (("keygen", dkim_keygen, "make a signing key and print the DNS records"),
                                      ("show", dkim_show, "print the DNS records of an existing key")):
         sub = command(dkim, name, handler, help_text)
-        sub.add_argument("domain")
+        sub.add_argument("domain", help="one of this server's domains")
         sub.add_argument("--selector", default="mail", help="the DKIM selector (default: mail)")
+    sub = command(dkim, "use", dkim_use, "sign the domain's mail with another of its keys (key rotation)")
+    sub.add_argument("domain", help="one of this server's domains")
+    sub.add_argument("selector", help="the selector of a key made with dkim keygen")
 
     sub = command(groups, "import-dovecot", import_dovecot, "take over a Dovecot Maildir tree and passwd-file")
     sub.add_argument("--mail-root", required=True, help="Dovecot's Maildirs, as DIR/DOMAIN/USER (maildir:DIR/%%d/%%n)")

@@ -219,6 +219,7 @@ class ServerSettings:
     hostname: str
     data_dir: str
     domains: tuple
+    maildrop: str
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ SCHEMA = {
         "hostname": Setting(parse_hostname, None),
         "data_dir": Setting(parse_path, "./mailbox-data"),
         "domains": Setting(parse_domain_list, "localhost"),
+        "maildrop": Setting(parse_path, "maildrop", relative_to_data_dir=True),
     },
     "listen": {
         "smtp": Setting(_endpoint_parser(False), f"tcp:2525:{_LOOPBACK}"),
@@ -407,6 +409,7 @@ def load(path=None):
         hostname=values["server"]["hostname"] or _machine_hostname(path),
         data_dir=values["server"]["data_dir"],
         domains=values["server"]["domains"],
+        maildrop=values["server"]["maildrop"],
     )
     tls_given = any(parser.has_option("tls", key) for key in SCHEMA["tls"])
     if tls_given and not all(parser.has_option("tls", key) for key in SCHEMA["tls"]):

@@ -5,9 +5,11 @@ CRLF line ends (RFC 5322 §2.1, RFC 5321 §2.3.8).  What they do alike to those 
 so no part has to import another protocol's package to get it.
 """
 
+import functools
 import re
 
-__all__ = ["to_crlf", "crlf_size", "dot_stuff", "unstuff", "header_block", "return_path"]
+__all__ = ["to_crlf", "crlf_size", "dot_stuff", "unstuff", "header_block", "field_values", "without_fields",
+           "return_path"]
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
@@ -55,6 +57,31 @@ def header_block(message):
         return b""
     end = message.find(b"\r\n\r\n")
     return message if end < 0 else message[:end + 2]
+
+
+def field_values(message, name):
+    """The values of every header field called *name* (lower-case bytes), unfolded (RFC 5322
+    §2.2.3: the CRLF of each continuation line removed), in order."""
+    header = header_block(message)
+    if not header.endswith(b"\r\n"):
+        header += b"\r\n"
+    return [value[:-2].replace(b"\r\n", b"") for value in _field_pattern((name,)).findall(header)]
+
+
+def without_fields(message, names, removed=lambda value: True):
+    """*message* without the header fields called *names* (lower-case bytes) whose value
+    (unfolded) *removed* says to remove: all of them by default."""
+    header, separator, body = message.partition(b"\r\n\r\n")
+    kept = _field_pattern(names).sub(
+        lambda found: b"" if removed(found.group(1).replace(b"\r\n", b"")) else found.group(0), header + b"\r\n")
+    return kept[:-2] + separator + body
+
+
+@functools.lru_cache(maxsize=None)
+def _field_pattern(names):
+    """A field called one of *names* with its continuation lines; group 1 is its value."""
+    return re.compile(rb"(?im)^(?:" + b"|".join(re.escape(name) for name in names)
+                      + rb")[ \t]*:(.*\r\n(?:[ \t].*\r\n)*)")
 
 
 def return_path(sender):

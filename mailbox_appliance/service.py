@@ -15,12 +15,14 @@ from twisted.python.failure import Failure
 from mailbox_appliance import __version__, tls
 from mailbox_appliance.accounts.checker import PasswordChecker
 from mailbox_appliance.accounts.directory import Accounts
+from mailbox_appliance.accounts.last_login import LastLogins
 from mailbox_appliance.admin_channel import AdminChannel
 from mailbox_appliance.connection_limit import BUSY_LINES, ConnectionLimit, LimitedFactory
 from mailbox_appliance.delivery import Delivery
 from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.imap.server import IMAPFactory
 from mailbox_appliance.login_throttle import LoginThrottle
+from mailbox_appliance.maildrop.pickup import Pickup
 from mailbox_appliance.maildir.mailbox import FolderRegistry
 from mailbox_appliance.pop3.server import POP3Factory
 from mailbox_appliance.queue.control import QueueControl
@@ -38,6 +40,7 @@ from mailbox_appliance.spam.learning import LearningQueue
 from mailbox_appliance.spam.rspamd import Rspamd
 from mailbox_appliance.status import ApplianceStatus
 from mailbox_appliance.smtp.inbound_checks import InboundChecks
+from mailbox_appliance.smtp.policy import Policy
 from mailbox_appliance.smtp.sender_auth import SenderAuthentication
 from mailbox_appliance.smtp.server import SMTPFactory
 
@@ -146,12 +149,15 @@ def makeService(settings, reactor=None):
         os.makedirs(settings.server.data_dir, mode=0o750, exist_ok=True)
         # Messages still arriving over SMTP, past what is kept in memory (smtp/message_buffer.py).
         os.makedirs(settings.data_path("tmp"), mode=0o700, exist_ok=True)
+        # Local programs' mail (maildrop/): the service user's alone unless the admin (or the
+        # Debian package) made it writable for others.
+        os.makedirs(settings.server.maildrop, mode=0o700, exist_ok=True)
         accounts = Accounts.from_settings(settings)
         tls_context = tls.context_factory(settings, Logger(namespace="mailbox_appliance.tls"))
     except FileFormatError as error:
         raise StartupError(str(error)) from None
     except OSError as error:
-        raise StartupError(f"cannot create data_dir {settings.server.data_dir}: {error.strerror}") from None
+        raise StartupError(f"cannot create {error.filename}: {error.strerror}") from None
     except tls.TLSError as error:
         raise StartupError(f"{settings.path or 'built-in defaults'}: {error}") from None
     data_dir = settings.server.data_dir
@@ -161,7 +167,8 @@ def makeService(settings, reactor=None):
     limits = settings.limits
     throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
     checker = PasswordChecker(accounts, reactor)
-    gate = LoginGate(Portal(realm, [checker]), throttle, reactor)
+    last_logins = LastLogins(data_dir, reactor)
+    gate = LoginGate(Portal(realm, [checker]), throttle, reactor, last_logins.record)
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
     delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas)
@@ -189,6 +196,7 @@ def makeService(settings, reactor=None):
     appliance = service.MultiService()
     # Added first, so stopped last: the folders are saved once no session can change them.
     SaveFoldersOnStop(folders).setServiceParent(appliance)
+    last_logins.setServiceParent(appliance)
     # First, so SIGHUP is handled before any listener says it is listening.
     ReloadOnHangup(accounts, reactor).setServiceParent(appliance)
     # Before the listeners too: once the appliance says it is listening, the admin can reach it.
@@ -197,7 +205,7 @@ def makeService(settings, reactor=None):
     def bound():
         return [(listener.name, _address(listener.port)) for listener in listeners if listener.port is not None]
 
-    status = ApplianceStatus(__version__, gate, checker, spool, bound, reactor)
+    status = ApplianceStatus(__version__, gate, checker, spool, runner.recent_problems, bound, reactor)
     commands = {**QueueControl(runner, spool).commands(), **status.commands()}
     AdminChannel(data_dir, commands, reactor).setServiceParent(appliance)
     # Its checker processes start before the listeners, and stop after them.
@@ -215,6 +223,8 @@ def makeService(settings, reactor=None):
         listener.setServiceParent(appliance)
         listeners.append(listener)
     runner.setServiceParent(appliance)
+    Pickup(settings.server.maildrop, accounts, Policy("local", accounts, quotas), delivery, settings.server.hostname,
+           limits.max_message_size, reactor).setServiceParent(appliance)
     if learning is not None:
         learning.setServiceParent(appliance)
     return appliance

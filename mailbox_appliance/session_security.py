@@ -29,10 +29,12 @@ class LoginGate:
 
     log = Logger()
 
-    def __init__(self, portal, throttle, clock):
+    def __init__(self, portal, throttle, clock, on_login=lambda user, protocol, client: None):
+        """*on_login* hears of every successful login (accounts/last_login.py records them)."""
         self.portal = portal
         self.throttle = throttle
         self.clock = clock
+        self.on_login = on_login
         self._refused_while_locked = {}   # client address -> logins refused during its lockout
         # Every logged-in session (SecureSession) -> (user, since): `who` and `kick` read it.
         self.sessions = {}
@@ -58,6 +60,7 @@ class LoginGate:
             _interface, avatar, _logout = login
             self.throttle.succeeded(client)
             self.sessions[session] = (avatar.address, self.clock.seconds())
+            self.on_login(avatar.address, session.protocol_name, client)
             self.log.info("{protocol} session {session} from {client}: logged in as {user}",
                           protocol=session.protocol_name, session=session.session_id, client=client,
                           user=avatar.address)

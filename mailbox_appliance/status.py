@@ -14,14 +14,16 @@ __all__ = ["ApplianceStatus"]
 
 class ApplianceStatus:
 
-    def __init__(self, version, gate, checker, spool, listeners, clock):
+    def __init__(self, version, gate, checker, spool, problems, listeners, clock):
         """*gate*: the session_security.LoginGate (its logged-in sessions); *checker*: the
-        twisted.cred checker logins go through; *spool*: the queue's; *listeners*: a function
-        giving [(name, "host:port")] of the listeners bound."""
+        twisted.cred checker logins go through; *spool*: the queue's; *problems*: the queue's
+        last delivery problems, (time, queue id, address, reply), newest last; *listeners*: a
+        function giving [(name, "host:port")] of the listeners bound."""
         self.version = version
         self.gate = gate
         self.checker = checker
         self.spool = spool
+        self.problems = problems
         self.listeners = listeners
         self.clock = clock
         self.started = clock.seconds()
@@ -40,6 +42,9 @@ class ApplianceStatus:
         lines.append("logged-in sessions: " + (", ".join(f"{protocol} {count}" for protocol, count in
                                                            sorted(by_protocol.items())) or "none"))
         lines.append(self._queue())
+        lines.append("last delivery problems:" + ("" if self.problems else " none"))
+        lines += [f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(when))} {queue_id} <{address}>: {reply}"
+                  for when, queue_id, address, reply in reversed(self.problems)]
         return "\n".join(lines)
 
     def _queue(self):

@@ -31,6 +31,7 @@ PORTS=(25 587 465 143 993 110 995)
 DOMAIN=example.test
 ADDRESS=alice@$DOMAIN
 MAILDIR=$DATA/mail/$DOMAIN/alice
+MAILDROP=/var/spool/mailbox-appliance/maildrop
 START_TIME=$SECONDS
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mailbox-appliance-test-deb.XXXXXX")
 SERVICE_PID=
@@ -209,6 +210,14 @@ with imaplib.IMAP4_SSL("127.0.0.1", 993, ssl_context=context, timeout=30) as ima
 EOF
 }
 
+# local_mail TOKEN: cron's mail to root, through /usr/sbin/sendmail as cron runs it, as nobody.
+local_mail() {
+    printf 'From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@host> job %s\n\nCron output, token %s.\n' "$1" "$1" \
+        | setpriv --reuid=nobody --regid=nogroup --clear-groups -- sendmail -t -oi \
+        || fail "sendmail -t -oi as nobody"
+    echo "  nobody | sendmail -t -oi (token $1)"
+}
+
 # mail_file TOKEN: the Maildir file holding TOKEN (in new/ or, once an IMAP client saw it, cur/).
 mail_file() { grep -l -F "$1" "$MAILDIR"/new/* "$MAILDIR"/cur/* 2>/dev/null | head -n1; }
 
@@ -344,7 +353,7 @@ step "accounts with the installed admin command"
 admin domain add "$DOMAIN"
 printf '%s\n' "$PASSWORD" | admin user add "$ADDRESS" --password-stdin
 admin check-config | sed 's/^/  /'
-expect "admin user list" "$(admin user list)" "$ADDRESS  0 of no limit"
+expect "admin user list" "$(admin user list)" "$ADDRESS  0 of no limit  never logged in"
 for file in "$DATA/users" "$DATA/domains"; do
     expect "$file" "$(owner_mode "$file")" "mailbox-appliance:mailbox-appliance 640"
 done
@@ -389,7 +398,26 @@ check "the service is still running after the reload" kill -0 "$SERVICE_PID"
 expect "the admin (root, as the service user) reaches the service over $DATA/control.sock" \
     "$(admin queue flush)" "flush: 0 queued messages being tried now"
 expect "$DATA/control.sock" "$(owner_mode "$DATA/control.sock")" "mailbox-appliance:mailbox-appliance 600"
+
+step "sendmail for local programs, as an unprivileged user"
+expect "sendmail on PATH" "$(command -v sendmail)" /usr/sbin/sendmail
+for link in /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases; do
+    expect "$link" "$(readlink -f "$link")" /usr/sbin/sendmail
+done
+check "the package provides mail-transport-agent" \
+    sh -c "dpkg-query -W -f='\${Provides}' $PACKAGE | grep -qw mail-transport-agent"
+expect "$MAILDROP" "$(owner_mode "$MAILDROP")" "mailbox-appliance:mailbox-appliance 1733"
+TOKEN_CRON="cron-$(date +%s)-$$"
+local_mail "$TOKEN_CRON"
+MAIL_CRON=$(wait_for_mail "$TOKEN_CRON")
+ok "root's mail (alias made by the first user add) delivered to $MAIL_CRON"
+check "the bare From: root got the primary domain" grep -q '^From: Cron Daemon <root@localhost>' "$MAIL_CRON"
+check "the Received field names nobody's user id" grep -q "from userid $(id -u nobody))" "$MAIL_CRON"
+expect "mailq" "$(mailq)" "the queue is empty"
 stop_service
+TOKEN_DOWN="down-$(date +%s)-$$"
+local_mail "$TOKEN_DOWN"
+expect "the message waits in $MAILDROP while the service is stopped" "$(find "$MAILDROP" -type f | wc -l)" 1
 flush_stopped=$(admin queue flush 2>&1) && fail "queue flush with the service stopped succeeded: $flush_stopped"
 [[ $flush_stopped == *"the appliance is not running"* ]] || fail "queue flush with the service stopped: $flush_stopped"
 ok "queue flush with the service stopped says so"
@@ -411,6 +439,8 @@ done
 ok "no .dpkg-new/.dpkg-dist files"
 expect "$DATA after the upgrade" "$(owner_mode "$DATA")" "mailbox-appliance:mailbox-appliance 750"
 start_service upgraded
+wait_for_mail "$TOKEN_DOWN" >/dev/null
+ok "the message sendmail left while the service was stopped was delivered at its start"
 TOKEN2="second-$(date +%s)-$$"
 send_mail "$TOKEN2"
 MAIL2=$(wait_for_mail "$TOKEN2")
@@ -456,6 +486,7 @@ apt-get purge -y -q "$PACKAGE" </dev/null >"$WORK/purge-debconf.log" 2>&1 || { c
 grep 'mailbox-appliance: removed' "$WORK/purge-debconf.log" || fail "the confirmed purge did not say what it removed"
 check "confirmed purge removes $DATA" test ! -e "$DATA"
 check "confirmed purge removes /etc/mailbox-appliance" test ! -e /etc/mailbox-appliance
+check "confirmed purge removes /var/spool/mailbox-appliance" test ! -e /var/spool/mailbox-appliance
 check "confirmed purge removes the user" sh -c "! getent passwd $SERVICE_USER"
 check "confirmed purge removes the group" sh -c "! getent group $SERVICE_USER"
 

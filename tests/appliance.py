@@ -49,8 +49,9 @@ def admin(config_path, *arguments, password=None):
 class Appliance:
     """A running appliance process; .ports maps listener name -> port."""
 
-    def __init__(self, config_path=None, cwd=None, expected=LISTENERS, env=None):
-        command = [TWISTD, "-n", "--pidfile=", "mailbox-appliance"]
+    def __init__(self, config_path=None, cwd=None, expected=LISTENERS, env=None, pidfile=""):
+        """*pidfile* None leaves twistd's --pidfile to its default."""
+        command = [TWISTD, "-n", *(["--pidfile=" + pidfile] if pidfile is not None else []), "mailbox-appliance"]
         if config_path:
             command += ["--config", config_path]
         self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -45,7 +45,7 @@ def test_user_round_trip_creates_the_maildir(config_path, tmp_path):
             assert (maildir / folder / sub).is_dir(), folder + "/" + sub
     users = (tmp_path / "data" / "users").read_text()
     assert users.startswith("alice@example.test:{ARGON2ID}$argon2id$") and "first" not in users
-    assert _ok(admin(config_path, "user", "list")).splitlines() == ["alice@example.test  0 of no limit"]
+    assert _ok(admin(config_path, "user", "list")).splitlines() == ["alice@example.test  0 of no limit  never logged in"]
     _fails(admin(config_path, "user", "add", "alice@example.test", password="again and again"), "exists already")
     _fails(admin(config_path, "user", "add", "bob@elsewhere.test", password="long enough pw"), "elsewhere.test is not a domain of this server")
     _fails(admin(config_path, "user", "add", "no-at-sign", password="long enough pw"), "is not a mail address")
@@ -59,6 +59,18 @@ def test_user_round_trip_creates_the_maildir(config_path, tmp_path):
     assert maildir.is_dir()
     assert _ok(admin(config_path, "user", "list")).strip() == ""
     _fails(admin(config_path, "user", "del", "alice@example.test"), "no user alice@example.test")
+
+
+def test_the_first_user_receives_root_and_postmaster_mail(config_path):
+    out = _ok(admin(config_path, "user", "add", "alice@example.test", password="long enough pw"))
+    assert "mail for root@example.test goes to alice@example.test" in out
+    assert "mail for postmaster@example.test goes to alice@example.test" in out
+    assert "root@" not in _ok(admin(config_path, "user", "add", "bob@example.test", password="long enough pw"))
+    assert _ok(admin(config_path, "alias", "list")).splitlines() == [
+        "postmaster@example.test: alice@example.test", "root@example.test: alice@example.test"]
+    deleted = admin(config_path, "user", "del", "alice@example.test")
+    assert deleted.returncode == 0
+    assert "warning: postmaster@example.test, root@example.test still point(s) to alice@example.test" in deleted.stderr
 
 
 def test_password_never_from_argv_and_no_terminal_is_an_error(config_path):

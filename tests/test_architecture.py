@@ -25,6 +25,7 @@ ALLOWED = {
     "login_throttle": set(),
     "connection_limit": {"flow_control"},
     "flow_control": set(),
+    "twisted_noise": set(),
     "session_security": set(),
     "tls": {"atomic"},
     "accounts": {"atomic", "interfaces"},
@@ -41,6 +42,8 @@ ALLOWED = {
     "imap": {"accounts", "address_list", "atomic", "interfaces", "maildir", "message", "session_security"},
     "pop3": {"accounts", "interfaces", "maildir", "message", "session_security"},
     "dovecot_import": {"accounts", "atomic", "maildir"},
+    "maildrop": {"address_list", "atomic", "message", "smtp"},
+    "sendmail": {"address_list", "admin", "config", "maildrop", "message"},
     "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "message", "queue", "tls"},
     "service": EVERY_PART,
 }

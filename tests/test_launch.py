@@ -100,3 +100,28 @@ def test_a_port_in_use_is_one_clear_line(tmp_path):
     assert result.returncode != 0
     assert f"cannot listen for smtp on tcp:{port}:interface=127.0.0.1" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_each_configuration_has_its_own_pid_file_and_is_checked_first(tmp_path):
+    """Two appliances started from one directory without --pidfile both run (twistd's default
+    ./twistd.pid made the second refuse); a broken configuration says what is wrong even while
+    another appliance runs there."""
+    from appliance import write_config
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    running = [Appliance(write_config(str(directory)), cwd=str(tmp_path), pidfile=None) for directory in (first, second)]
+    try:
+        for directory, appliance in zip((first, second), running):
+            assert (directory / "data" / "twistd.pid").read_text().strip() == str(appliance.process.pid)
+        assert not (tmp_path / "twistd.pid").exists()
+        broken = tmp_path / "broken.conf"
+        broken.write_text("[server]\ndata_dir = " + str(first / "data") + "\nno_such_key = 1\n")
+        result = subprocess.run([TWISTD, "-n", "mailbox-appliance", "--config", str(broken)], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert "no_such_key" in result.stderr and "Another twistd server" not in result.stdout + result.stderr
+    finally:
+        for appliance in running:
+            _assert_clean_stop(appliance)

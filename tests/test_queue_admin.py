@@ -37,6 +37,10 @@ def test_list_retry_flush_bounce_and_delete(office):
     office.appliance.wait_for_log(r"attempt 2: .*pending", timeout=30)
     assert _run(office, "queue", "flush").strip() == "flush: 1 queued message being tried now"
     office.appliance.wait_for_log(r"attempt 3: .*pending", timeout=30)
+    # Logged once the attempts it started have ended, after the attempt's own line.
+    flushed = office.appliance.wait_for_log(r"queue control: flush done: 1 entries tried")
+    assert office.appliance.lines.index(flushed) > office.appliance.lines.index(
+        office.appliance.wait_for_log(r"attempt 3: .*pending"))
 
     # The answer comes once the bounce is stored and the entry gone.
     assert _run(office, "queue", "bounce", queue_id).strip() == \
@@ -51,6 +55,8 @@ def test_list_retry_flush_bounce_and_delete(office):
     [entry] = office.queued()
     assert _run(office, "queue", "delete", entry.id).strip() == \
         f"deleted {entry.id} (from <alice@example.test> to <y@servfail.test>)"
+    office.appliance.wait_for_log(rf"queue control: delete {entry.id} done: the message from <alice@example.test> "
+                                  r"to <y@servfail.test> deleted, not delivered$")
     assert office.queued() == []
     assert len(reports(office)) == 1
     assert _run(office, "queue", "flush").strip() == "flush: 0 queued messages being tried now"
@@ -62,7 +68,8 @@ def test_a_delete_during_an_attempt_waits_for_it_and_leaves_nothing_behind(offic
     assert _run(office, "queue", "delete", entry.id).strip() == \
         f"{entry.id} is being delivered right now; the delete follows when that attempt ends"
     office.appliance.wait_for_log(rf"queue control: delete {entry.id} after the attempt in flight", timeout=30)
-    office.appliance.wait_for_log(rf"queue control: delete {entry.id} done", timeout=60)
+    # The attempt delivered it meanwhile (the peer is slow, not failing): nothing is left to delete.
+    office.appliance.wait_for_log(rf"queue control: delete {entry.id}: no such entry any more", timeout=60)
     assert office.queued() == []
     # The attempt's outcome was recorded first and did not bring the entry back.
     assert office.appliance.wait_for_log(rf"queue {entry.id}: attempt 1: <friend@slow.test> via mx.slow.test")
@@ -138,6 +145,30 @@ def test_dkim_signature_verifies(office, world):
 
     assert dkim.verify(message, dnsfunc=dns)
     assert not dkim.verify(message.replace(b"Figures attached.", b"Figures changed."), dnsfunc=dns)
+
+
+def test_a_second_key_signs_only_once_the_admin_says_so(office, world):
+    assert "selector mail signs the mail of example.test" in _run(office, "dkim", "keygen", "example.test")
+    second = _run(office, "dkim", "keygen", "example.test", "--selector", "a2027")
+    assert "selector mail signs the mail of example.test, not a2027" in second
+    assert "dkim use example.test a2027" in second
+
+    def selector_of_last_message(count):
+        submit(office, ["friend@good.test"])
+        office.appliance.wait_for_log(r"done, 1 delivered", timeout=30, count=count)
+        wire = world.received()[-1][1]
+        unfolded = re.sub(rb"\r\n[ \t]+", b" ", wire)
+        return re.search(rb"DKIM-Signature: [^\r]*?\bs=([\w.-]+);", unfolded).group(1)
+
+    assert selector_of_last_message(1) == b"mail"
+    assert "selector a2027 signs the mail of example.test from now on" in _run(office, "dkim", "use", "example.test", "a2027")
+    assert selector_of_last_message(2) == b"a2027"
+    assert "selector a2027 signs the mail of example.test" in _run(office, "dkim", "show", "example.test",
+                                                                   "--selector", "a2027")
+    for arguments, error in ((("use", "example.test", "b2028"), "no DKIM key for example.test with selector b2028"),
+                             (("keygen", "example.test", "--selector", "../../x"), "is not a DKIM selector")):
+        result = admin(office.config_path, "dkim", *arguments)
+        assert result.returncode == 1 and error in result.stderr, result.stderr
 
 
 def test_a_domain_without_key_is_sent_unsigned_with_a_warning(office, world):

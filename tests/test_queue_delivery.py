@@ -44,8 +44,12 @@ def test_messages_to_one_server_share_a_connection(office, world):
 def test_a_host_that_is_down_is_skipped_for_the_next_mx(office, world):
     submit(office, ["friend@backup.test"])
     office.appliance.wait_for_log(r"done, 1 delivered")
-    assert office.appliance.wait_for_log(r"via down.backup.test \[127.0.0.9\]: cannot connect")
+    assert office.appliance.wait_for_log(r"via down.backup.test \[127.0.0.9\]: connection refused by 127\.0\.0\.9:\d+$")
     assert [envelope["host"] for envelope, _ in world.received()] == ["127.0.0.3"]
+    # Twisted's lines for each DNS query's UDP port, and for each listening port, are not logged.
+    noise = [line for line in office.appliance.lines
+             if "UDP Port" in line or "DNSDatagramProtocol" in line or " starting on " in line]
+    assert noise == []
 
 
 def test_no_mx_falls_back_to_the_address_record(office, world):
@@ -132,6 +136,13 @@ def test_expiry_bounces_what_is_still_pending_and_warns_once_before(tmp_path, wo
         assert sum("delayed report" in line for line in office.appliance.lines) == 1
     finally:
         office.appliance.stop()
+
+
+def test_the_failure_is_logged_before_the_bounce_it_causes(office, world):
+    submit(office, ["perm-x@good.test"])
+    report = office.appliance.wait_for_log(r"failed report to <alice@example\.test> for <perm-x@good\.test>")
+    outcome = office.appliance.wait_for_log(r"attempt 1: <perm-x@good\.test> via .*; done, 0 delivered, 1 failed")
+    assert office.appliance.lines.index(outcome) < office.appliance.lines.index(report)
 
 
 def test_a_bounce_is_never_bounced(office, world):

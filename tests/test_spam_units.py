@@ -4,7 +4,8 @@ replaced, RFC 5782 query names."""
 import pytest
 
 from mailbox_appliance.smtp.inbound_checks import spam_verdict
-from mailbox_appliance.smtp.verdict import Verdict, combined, without_fields
+from mailbox_appliance.message import without_fields
+from mailbox_appliance.smtp.verdict import Verdict, combined
 from mailbox_appliance.spam.dnsbl import query_name
 from mailbox_appliance.spam.rspamd import RspamdResult, controller_url
 

@@ -1,6 +1,7 @@
 """The admin's view of the running appliance: status, who, kick, auth test (over the admin
 channel, as root or the service user)."""
 
+import re
 import time
 
 import pytest
@@ -27,6 +28,19 @@ def test_status_names_the_version_listeners_sessions_and_queue(office):
         assert "logged-in sessions: imap 1" in _ok(admin(office.config_path, "status"))
     finally:
         session.close()
+
+
+def test_status_shows_the_last_delivery_problems(office):
+    assert "last delivery problems: none" in _ok(admin(office.config_path, "status"))
+    client = office.smtp("submission", login="alice@example.test")
+    client.sendmail("alice@example.test", ["someone@remote.test"], b"From: alice@example.test\r\n\r\nhi\r\n")
+    client.quit()
+    office.appliance.wait_for_log(r"attempt 1: .*pending", timeout=30)
+    lines = _ok(admin(office.config_path, "status")).splitlines()
+    problems = lines[lines.index("last delivery problems:") + 1:]
+    assert len(problems) == 1
+    assert re.fullmatch(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+ <someone@remote\.test>: 451 4\.4\.3 .*SERVFAIL",
+                        problems[0]), problems
 
 
 def _who(office):
@@ -70,3 +84,13 @@ def test_auth_test_checks_a_password_without_locking_anyone_out(office):
 def test_without_the_appliance_the_admin_says_so(config_path, command):
     result = admin(config_path, *command)
     assert result.returncode == 1 and "nothing was done" in result.stderr
+
+
+def test_user_list_shows_the_last_login(office):
+    session = Session(office)
+    session.close()
+    office.appliance.stop()              # the record is written at stop (else once a minute)
+    listing = _ok(admin(office.config_path, "user", "list")).splitlines()
+    alice = next(line for line in listing if line.startswith("alice@"))
+    assert re.search(r"  last login \d{4}-\d\d-\d\d \d\d:\d\d imap from 127\.0\.0\.1$", alice), alice
+    assert next(line for line in listing if line.startswith("bob@")).endswith("  never logged in")

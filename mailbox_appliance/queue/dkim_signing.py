@@ -8,12 +8,11 @@ canonicalisation, the choices RFC 8301 and common practice recommend.
 
 import email.utils
 import os
-import re
 
 import dkim
 
-from mailbox_appliance.message import header_block
-from mailbox_appliance.queue.dkim_keys import key_directory
+from mailbox_appliance.message import field_values
+from mailbox_appliance.queue.dkim_keys import key_directory, signing_selector
 
 
 class Signer:
@@ -36,11 +35,10 @@ class Signer:
             keys = {}
             for domain, _ in signature:
                 folder = os.path.join(self.directory, domain)
-                for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
-                    if name.endswith(".key"):
-                        with open(os.path.join(folder, name), "rb") as handle:
-                            keys[domain] = (name[:-4], handle.read())
-                        break
+                selector = signing_selector(folder)
+                if selector is not None:
+                    with open(os.path.join(folder, f"{selector}.key"), "rb") as handle:
+                        keys[domain] = (selector, handle.read())
             self._keys, self._signature = keys, signature
         return self._keys
 
@@ -72,8 +70,8 @@ class Signer:
 
 
 def _from_domain(message):
-    match = re.search(rb"(?im)^from[ \t]*:(.*(?:\r\n[ \t].*)*)", header_block(message))
-    if not match:
+    fields = field_values(message, b"from")
+    if not fields:
         return None
-    _, address = email.utils.parseaddr(match.group(1).decode("utf-8", "replace").replace("\r\n", ""))
+    _, address = email.utils.parseaddr(fields[0].decode("utf-8", "replace"))
     return address.rpartition("@")[2].lower() or None

@@ -12,7 +12,7 @@ for the runner's one log line per attempt.  A host given up for the next one get
 
 from dataclasses import dataclass
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -137,7 +137,7 @@ class Outbound:
         try:
             yield endpoint.connect(factory)
         except Exception as problem:
-            raise smtp_client.SessionFailure(f"cannot connect: {problem.__class__.__name__}") from None
+            raise smtp_client.SessionFailure(_connect_problem(problem, address, port)) from None
         relay = self.relay
         try:
             if relay is None:
@@ -175,3 +175,15 @@ class Outbound:
     @staticmethod
     def _all(recipients, delivered, permanent, reply, remote_mta, route=None):
         return {rcpt: Outcome(rcpt, delivered, permanent, reply, remote_mta, route) for rcpt in recipients}
+
+
+def _connect_problem(problem, address, port):
+    """Why a connection failed, as an admin reads it (never a Python class name)."""
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    if isinstance(problem, error.ConnectionRefusedError):
+        return f"connection refused by {where}"
+    if isinstance(problem, (error.TimeoutError, error.TCPTimedOutError)):
+        return f"no answer from {where} within {CONNECT_TIMEOUT_SECONDS} s"
+    if isinstance(problem, error.NoRouteError):
+        return f"no route to {where}"
+    return f"cannot connect to {where}: {str(problem).strip().rstrip('.') or 'connection failed'}"

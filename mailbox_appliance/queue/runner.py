@@ -11,6 +11,8 @@ lists them all (never for the null sender), stored through the IDelivery the run
 The admin's commands (queue/control.py) call flush(), retry() and give_up().
 """
 
+import collections
+
 from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -22,6 +24,8 @@ from mailbox_appliance.queue.spool import UnknownEntry
 # default_destination_concurrency_limit is 20 too).
 MAX_ACTIVE_DELIVERIES = 100
 MAX_ACTIVE_PER_DOMAIN = 20
+# The delivery problems `status` shows (status.py): the last few, newest last.
+RECENT_PROBLEMS = 5
 
 
 class QueueRunner(Service):
@@ -44,6 +48,7 @@ class QueueRunner(Service):
         self._after_attempt = {}      # queue id -> (bounce?, Deferred) of an admin's give_up waiting for it
         self._total = defer.DeferredSemaphore(MAX_ACTIVE_DELIVERIES)
         self._per_domain = {}
+        self.recent_problems = collections.deque(maxlen=RECENT_PROBLEMS)   # (time, queue id, address, reply)
         spool.watch(self.enqueued)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -82,13 +87,15 @@ class QueueRunner(Service):
             timer.cancel()
 
     def _attempt(self, queue_id):
+        """Start an attempt; a Deferred firing when it has ended (None if one is in flight)."""
         self._timers.pop(queue_id, None)
         if queue_id in self._active:
-            return
+            return None
         self._active.add(queue_id)
         result = defer.ensureDeferred(self._try(queue_id))
         result.addErrback(self._attempt_broke, queue_id)
         result.addBoth(self._attempt_ended, queue_id)
+        return result
 
     def _attempt_ended(self, _, queue_id):
         self._active.discard(queue_id)
@@ -133,6 +140,8 @@ class QueueRunner(Service):
             if outcome is None:
                 continue
             recipient.last_reply, recipient.remote_mta = outcome.reply, outcome.remote_mta
+            if not outcome.delivered:
+                self.recent_problems.append((self.clock.seconds(), queue_id, outcome.address, outcome.reply))
             tried.append(f"<{outcome.address}> {outcome.route}: {outcome.reply}" if outcome.route
                          else f"<{outcome.address}>: {outcome.reply}")
             if outcome.delivered:
@@ -205,13 +214,14 @@ class QueueRunner(Service):
                           queue_id=envelope.id, what=what, pending=len(pending), delay=envelope.next_attempt - now)
             return
         failed = [recipient for recipient in envelope.recipients if recipient.state == "failed"]
+        # The outcome first, then the report it causes (the admin reads why, then what followed).
+        self.log.info("queue {queue_id}: {what}; done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
+                      what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
         if failed:
             # The entry goes only once its bounce is stored; if storing fails, the attempt
             # fails and is retried later (see _attempt_broke).
             await self._report(envelope, message, failed, "failed")
         await self._remove(envelope.id)
-        self.log.info("queue {queue_id}: {what}; done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
-                      what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
 
     async def _report(self, envelope, message, recipients, action):
         """Store a report to the sender (IDelivery.deliver_report); raises if it cannot be stored."""
@@ -234,11 +244,15 @@ class QueueRunner(Service):
     # -- the admin's commands (queue/control.py) ---------------------------------------------
 
     def flush(self):
-        """Try every queued message now; returns how many there are."""
+        """Try every queued message now; returns how many there are.  The log says when every
+        attempt has ended (the admin's answer comes at once)."""
         envelopes = self.spool.load(repair=False)
+        attempts = []
         for envelope in envelopes:
-            self._schedule(envelope.id, 0)
-        self.log.info("queue control: flush: {count} entries tried now", count=len(envelopes))
+            self._unschedule(envelope.id)
+            attempts.append(self._attempt(envelope.id))
+        defer.gatherResults([attempt for attempt in attempts if attempt is not None]).addCallback(
+            lambda _: self.log.info("queue control: flush done: {count} entries tried", count=len(envelopes)))
         return len(envelopes)
 
     def retry(self, queue_id):
@@ -266,10 +280,20 @@ class QueueRunner(Service):
     def _give_up_now(self, queue_id, bounce):
         command = "bounce" if bounce else "delete"
         result = defer.ensureDeferred(self._give_up_entry(queue_id, bounce))
-        result.addCallback(lambda _: self.log.info("queue control: {command} {queue_id} done",
-                                                   command=command, queue_id=queue_id))
+        result.addCallback(self._given_up, command, queue_id)
         result.addErrback(self._give_up_failed, queue_id)
         return result
+
+    def _given_up(self, envelope, command, queue_id):
+        if envelope is None:
+            self.log.info("queue control: {command} {queue_id}: no such entry any more",
+                          command=command, queue_id=queue_id)
+            return
+        dropped = [recipient.address for recipient in envelope.recipients if recipient.state != "delivered"]
+        self.log.info("queue control: {command} {queue_id} done: the message from <{sender}> to {recipients} "
+                      "{outcome}", command=command, queue_id=queue_id, sender=envelope.sender,
+                      recipients=",".join(f"<{address}>" for address in dropped),
+                      outcome="returned to its sender" if command == "bounce" else "deleted, not delivered")
 
     def _give_up_failed(self, failure, queue_id):
         self._attempt_broke(failure, queue_id)
@@ -281,7 +305,7 @@ class QueueRunner(Service):
             envelope = self.spool.read_envelope(queue_id)
             message = self.spool.read_message(queue_id)
         except UnknownEntry:
-            return
+            return None
         if bounce:
             for recipient in envelope.pending():
                 recipient.state = "failed"
@@ -289,6 +313,7 @@ class QueueRunner(Service):
             await self._conclude(envelope, message, "returned by the postmaster")
         else:
             await self._remove(queue_id)
+        return envelope
 
     async def _remove(self, queue_id):
         """Take the entry out through the committer: only its thread ever removes or rewrites

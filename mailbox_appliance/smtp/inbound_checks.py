@@ -16,7 +16,8 @@ from twisted.logger import Logger
 
 from mailbox_appliance.spam.rspamd import RspamdUnavailable
 from mailbox_appliance.smtp.reply import Reply
-from mailbox_appliance.smtp.verdict import Verdict, combined, without_fields
+from mailbox_appliance.message import without_fields
+from mailbox_appliance.smtp.verdict import Verdict, combined
 
 __all__ = ["InboundChecks"]
 

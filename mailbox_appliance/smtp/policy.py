@@ -22,11 +22,9 @@ refused: there is no one to tell.
 import time
 from dataclasses import replace
 
-import re
-
 from mailbox_appliance import address_list
 from mailbox_appliance.accounts.addresses import normalize_address, split_address
-from mailbox_appliance.message import header_block
+from mailbox_appliance.message import field_values
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.smtp import headers
 from mailbox_appliance.smtp.reply import Reply
@@ -35,7 +33,6 @@ SUBMISSION_ROLES = ("submission", "submissions")
 # RFC 5321 §4.5.1: "Postmaster" with no domain must be accepted.
 POSTMASTER = "postmaster"
 # A From: field and its continuation lines (RFC 5322 §3.6.2).
-_FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:(.*(?:\r\n[ \t].*)*)")
 
 
 class Policy:
@@ -115,10 +112,12 @@ class Policy:
             return None
         return self.checks.judge(session, message)
 
-    def quota_report(self, transaction, queue_id, message, full):
-        """The report to the sender for the mailboxes a delivered message did not fit (RFC 3464)."""
-        reports = [dsn.RecipientReport(mailbox, "failed", "5.2.2", "Mailbox full") for mailbox in full]
-        return dsn.build_report(self.accounts.hostname, transaction.sender, queue_id, time.time(), message, reports)
+    def failure_report(self, sender, queue_id, message, full, unknown=()):
+        """The report (RFC 3464) to *sender* for the mailboxes a message did not fit, and the
+        *unknown* addresses (mail from local programs, which no one refused at RCPT)."""
+        reports = [dsn.RecipientReport(address, "failed", "5.1.1", "No such user here") for address in unknown]
+        reports += [dsn.RecipientReport(mailbox, "failed", "5.2.2", "Mailbox full") for mailbox in full]
+        return dsn.build_report(self.accounts.hostname, sender, queue_id, time.time(), message, reports)
 
     def check_author(self, session, message):
         """On submission, the message's author must be the user: exactly one From: field, holding
@@ -127,8 +126,8 @@ class Policy:
         forged or second From: would carry our signature, and DMARC would pass it)."""
         if self.role not in SUBMISSION_ROLES:
             return
-        fields = _FROM_FIELD.findall(header_block(message))
-        entries = address_list.parse(fields[0].replace(b"\r\n", b"").decode("utf-8", "replace")) if fields else []
+        fields = field_values(message, b"from")
+        entries = address_list.parse(fields[0].decode("utf-8", "replace")) if fields else []
         if len(fields) != 1 or len(entries) != 1 or not entries[0].host:
             raise Reply(550, "5.7.1", "The message must have one From: field with one address, your own")
         author = f"{entries[0].mailbox}@{entries[0].host}"

@@ -687,7 +687,7 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         """The message went to the others; its sender hears which mailboxes were full."""
         self.log.info("smtp session {session}: {queue_id} not delivered to full mailboxes {mailboxes}",
                       session=self.session_id, queue_id=queue_id, mailboxes=",".join(f"<{m}>" for m in full))
-        report = self.policy.quota_report(transaction, queue_id, message, full)
+        report = self.policy.failure_report(transaction.sender, queue_id, message, full)
         return defer.maybeDeferred(self.delivery.deliver_report, transaction.sender, report).addErrback(
             lambda failure: self.log.failure("smtp session {session}: quota report for {queue_id} not stored",
                                              failure, session=self.session_id, queue_id=queue_id))

@@ -22,7 +22,8 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 from mailbox_appliance.smtp.reply import Reply
-from mailbox_appliance.smtp.verdict import Verdict, without_fields
+from mailbox_appliance.message import without_fields
+from mailbox_appliance.smtp.verdict import Verdict
 
 __all__ = ["SenderAuthentication"]
 

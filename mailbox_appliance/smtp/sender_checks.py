@@ -20,9 +20,10 @@ from authheaders import dmarc_lookup
 from authres import AuthenticationResultsHeader, DKIMAuthenticationResult, SPFAuthenticationResult
 from publicsuffix2 import PublicSuffixList
 
+from mailbox_appliance.message import field_values
+
 __all__ = ["DNSFailure", "SenderChecks"]
 
-_FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:(.*(?:\r\n[ \t].*)*)")
 _DKIM_SIGNATURE = re.compile(rb"(?im)^dkim-signature[ \t]*:")
 # A DMARC record authheaders cannot read: DMARCException since 0.16; Debian 12's 0.15.2 lets the
 # parser's own IndexError through.
@@ -169,9 +170,8 @@ class SenderChecks:
 
     def _dmarc(self, message, spf_result, dkim_results):
         """(the DMARC result, the policy, the author's domain or None)."""
-        fields = _FROM_FIELD.findall(message.split(b"\r\n\r\n", 1)[0] + b"\r\n")
         authors = [address for _name, address in email.utils.getaddresses(
-            [field.replace(b"\r\n", b"").decode("utf-8", "replace") for field in fields])]
+            [value.decode("utf-8", "replace") for value in field_values(message, b"from")])]
         if not authors:
             return authheaders.DMARCAuthenticationResult(result="none", header_from="none"), "none", None
         if len(authors) != 1 or "@" not in authors[0]:

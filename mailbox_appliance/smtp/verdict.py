@@ -5,14 +5,12 @@ header fields and the most severe disposition of them: refused beats "try again 
 Junk beats delivered.
 """
 
-import functools
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from mailbox_appliance.smtp.reply import Reply
 
-__all__ = ["Verdict", "combined", "without_fields"]
+__all__ = ["Verdict", "combined"]
 
 SEVERITY = ("deliver", "junk", "defer", "reject")
 
@@ -45,19 +43,3 @@ def combined(verdicts):
 
     return Verdict(b"".join(verdict.fields for verdict in verdicts), worst.disposition, worst.reason, worst.reply,
                    clean)
-
-
-def without_fields(message, names, removed=lambda value: True):
-    """*message* without the header fields called *names* (lower-case bytes) whose value
-    (unfolded) *removed* says to remove: all of them by default."""
-    header, separator, body = message.partition(b"\r\n\r\n")
-    kept = _field_pattern(names).sub(
-        lambda found: b"" if removed(found.group(1).replace(b"\r\n", b"")) else found.group(0), header + b"\r\n")
-    return kept[:-2] + separator + body
-
-
-@functools.lru_cache(maxsize=None)
-def _field_pattern(names):
-    """A field called one of *names* with its continuation lines; group 1 is its value."""
-    return re.compile(rb"(?im)^(?:" + b"|".join(re.escape(name) for name in names)
-                      + rb")[ \t]*:(.*\r\n(?:[ \t].*\r\n)*)")

@@ -11,6 +11,9 @@ from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
 
+# twistd's --pidfile default: an appliance started without --pidfile keeps it in its data_dir.
+TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+
 
 class Options(usage.Options):
     def opt_version(self):
@@ -26,6 +29,23 @@ class Options(usage.Options):
          "else the built-in demo defaults: loopback, unprivileged ports, ./mailbox-data)."],
     ]
 
+    settings = None
+
+    def postOptions(self):
+        """Read the configuration now, before twistd looks at its pid file: a mistake in it is
+        reported as one, even while another appliance runs.  And give each configuration its own
+        pid file, in its data_dir: twistd's default (./twistd.pid) made two appliances started
+        from one directory refuse each other, and left the file in a clone of the repository."""
+        from mailbox_appliance import config
+
+        path = self["config"] or os.environ.get(config.CONFIG_ENVIRONMENT_VARIABLE) or None
+        try:
+            self.settings = config.load(path)
+        except config.ConfigError as error:
+            raise SystemExit(f"mailbox-appliance: {error}") from None
+        if self.parent is not None and self.parent.get("pidfile") == TWISTD_DEFAULT_PIDFILE:
+            self.parent["pidfile"] = os.path.join(os.path.abspath(self.settings.server.data_dir), "twistd.pid")
+
 
 @implementer(IServiceMaker, IPlugin)
 class ServiceMaker:
@@ -34,13 +54,13 @@ class ServiceMaker:
     options = Options
 
     def makeService(self, options):
-        from mailbox_appliance import config
+        from mailbox_appliance import twisted_noise
         from mailbox_appliance.service import StartupError, makeService
 
-        path = options["config"] or os.environ.get(config.CONFIG_ENVIRONMENT_VARIABLE) or None
+        twisted_noise.quiet()
         try:
-            return makeService(config.load(path))
-        except (config.ConfigError, StartupError) as error:
+            return makeService(options.settings)
+        except StartupError as error:
             raise SystemExit(f"mailbox-appliance: {error}") from None
 
 
