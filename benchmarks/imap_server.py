@@ -43,7 +43,9 @@ class Appliance:
     def __init__(self, base, max_connections=200):
         from mailbox_appliance.accounts import passwords
 
-        config = write_config(base, extra=f"[limits]\nmax_connections = {max_connections}\n",
+        config = write_config(base, extra=f"[limits]\nmax_connections = {max_connections}\n"
+                              # Every client is on 127.0.0.1: no per-address limits.
+                              f"max_connections_per_address = {max_connections}\nmax_connection_rate = 0\n",
                               listeners=("imaps",), domains=DOMAIN)
         self.data_dir = os.path.join(base, "data")
         os.makedirs(self.data_dir, exist_ok=True)

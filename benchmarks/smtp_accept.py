@@ -108,6 +108,8 @@ class Server:
                 [limits]
                 max_message_size = {max(size * 2, 1 << 20)}
                 max_connections = {concurrency * 2 + 50}
+                max_connections_per_address = {concurrency * 2 + 50}
+                max_connection_rate = 0
                 [outbound]
                 resolver = {resolver}
                 """))

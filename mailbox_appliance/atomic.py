@@ -6,12 +6,19 @@ directory fsynced.  rename(2) is atomic within a file system, so a reader (or a
 reboot) sees either the old file or the new one, never a torn one.
 """
 
+import errno
 import fcntl
 import os
 import secrets
 from contextlib import contextmanager
 
-__all__ = ["sync_dir", "write_all", "create_synced", "unlink_quietly", "atomic_replace", "locked"]
+__all__ = ["sync_dir", "write_all", "create_synced", "unlink_quietly", "atomic_replace", "locked", "disk_full"]
+
+
+def disk_full(error):
+    """True when *error* says the file system (ENOSPC) or the user's disk quota (EDQUOT) has no
+    room: the admin's problem, answered "try again later" and logged in one line, not a bug."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def sync_dir(path):

@@ -88,6 +88,11 @@ def parse_positive_int(value):
     return number
 
 
+def parse_count(value):
+    """A whole number, 0 for "no limit"."""
+    return 0 if value.strip() == "0" else parse_positive_int(value)
+
+
 def parse_port(value):
     number = parse_positive_int(value)
     if number > 65535:
@@ -265,6 +270,9 @@ class LimitsSettings:
     max_message_size: int
     max_recipients: int
     max_connections: int
+    max_connections_per_address: int
+    max_connection_rate: int
+    max_commands_before_login: int
     max_line_length: int
     login_failures: int
     login_lockout: int
@@ -349,6 +357,9 @@ SCHEMA = {
         "max_message_size": Setting(parse_size, "25M"),
         "max_recipients": Setting(parse_positive_int, "100"),
         "max_connections": Setting(parse_positive_int, "200"),
+        "max_connections_per_address": Setting(parse_positive_int, "20"),
+        "max_connection_rate": Setting(parse_count, "300"),
+        "max_commands_before_login": Setting(parse_positive_int, "30"),
         "max_line_length": Setting(parse_line_length, "65536"),
         "login_failures": Setting(parse_positive_int, "10"),
         "login_lockout": Setting(parse_duration, "15m"),

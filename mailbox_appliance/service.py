@@ -18,6 +18,7 @@ from mailbox_appliance.accounts.directory import Accounts
 from mailbox_appliance.accounts.last_login import LastLogins
 from mailbox_appliance.admin_channel import AdminChannel
 from mailbox_appliance.connection_limit import BUSY_LINES, ConnectionLimit, LimitedFactory
+from mailbox_appliance.flow_control import LOGIN_DEADLINE_SECONDS
 from mailbox_appliance.delivery import Delivery
 from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.imap.server import IMAPFactory
@@ -192,7 +193,8 @@ def makeService(settings, reactor=None):
         "pop3": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor)),
         "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),
     }
-    connections = ConnectionLimit(limits.max_connections)
+    connections = ConnectionLimit(limits.max_connections, limits.max_connections_per_address,
+                                  limits.max_connection_rate, reactor)
     appliance = service.MultiService()
     # Added first, so stopped last: the folders are saved once no session can change them.
     SaveFoldersOnStop(folders).setServiceParent(appliance)
@@ -214,7 +216,10 @@ def makeService(settings, reactor=None):
         protocol, make_factory = factories[name]
         factory = make_factory()
         factory.noisy = False
-        factory = LimitedFactory(factory, connections, BUSY_LINES[protocol], reactor)
+        # Port 25's sessions never log in; everybody else's must, within the deadline.
+        login_deadline = None if name == "smtp" else LOGIN_DEADLINE_SECONDS
+        factory = LimitedFactory(factory, connections, name, BUSY_LINES[protocol], reactor,
+                                 implicit_tls=implicit_tls, login_deadline=login_deadline)
         if implicit_tls:
             factory = TLSMemoryBIOFactory(tls_context, False, factory)
             # The listener's own log line says what matters; Twisted's "Starting factory" is noise.

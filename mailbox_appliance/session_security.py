@@ -10,6 +10,8 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from mailbox_appliance.flow_control import LOGIN_DEADLINE_SECONDS
+
 # Why a login did not succeed (LoginRefused.reason).
 LOCKED_OUT = "locked out"          # too many failures from this client address (login_throttle.py)
 WRONG_CREDENTIALS = "failed"       # answered only after the throttle's delay
@@ -132,10 +134,32 @@ class SecureSession:
     """Mix-in for a client session of any protocol.
 
     The session sets ``protocol_name`` (a class attribute), ``session_id``, ``client_address``,
-    ``secure`` (True once TLS is up) and ``gate`` (the LoginGate).
+    ``secure`` (True once TLS is up) and ``gate`` (the LoginGate), and provides
+    ``goodbye(text)``: its protocol's last words (SMTP 421, IMAP BYE, POP3 -ERR), then the close.
     """
 
     log = Logger()
+    commands_before_login = 0
+
+    def may_run_before_login(self, limit, what="commands without logging in"):
+        """Count one more command sent before login; once there have been more than *limit*
+        ([limits] max_commands_before_login) the session is ended and False returned: a client
+        probing, or a script talking to the wrong port, is not answered for ever."""
+        self.commands_before_login += 1
+        if self.commands_before_login <= limit:
+            return True
+        self.log.info("{protocol} session {session} from {client}: closed after {limit} {what}",
+                      protocol=self.protocol_name, session=self.session_id, client=self.client_address,
+                      limit=limit, what=what)
+        self.goodbye(f"Too many {what}")
+        return False
+
+    def login_deadline_passed(self):
+        """flow_control's login deadline: the session has not logged in in time, however busy."""
+        self.log.info("{protocol} session {session} from {client}: closed, no login within {seconds}s",
+                      protocol=self.protocol_name, session=self.session_id, client=self.client_address,
+                      seconds=LOGIN_DEADLINE_SECONDS)
+        self.goodbye("Too long without logging in")
 
     def kick(self):
         """End the session at the admin's request (`mailbox-appliance-admin kick`)."""
@@ -163,5 +187,10 @@ class SecureSession:
         self.secure = True
 
     def log_in(self, credentials, interface):
-        """LoginGate.login for this session."""
-        return self.gate.login(self, credentials, interface)
+        """LoginGate.login for this session; a success is told to the connection
+        (flow_control.FlowControlledConnection.logged_in: no login deadline any more)."""
+        return self.gate.login(self, credentials, interface).addCallback(self._tell_connection)
+
+    def _tell_connection(self, avatar):
+        self.transport.logged_in()
+        return avatar

@@ -59,8 +59,10 @@ def read_until_tagged(reader, tag):
 class Session:
     """A logged-in IMAP session over implicit TLS, spoken byte for byte."""
 
-    def __init__(self, office, user="alice", login=True):
-        plain = socket.create_connection(("127.0.0.1", office.ports["imaps"]), timeout=TIMEOUT_SECONDS)
+    def __init__(self, office, user="alice", login=True, source="127.0.0.1"):
+        """*source*: the loopback address the client connects from."""
+        plain = socket.create_connection(("127.0.0.1", office.ports["imaps"]), timeout=TIMEOUT_SECONDS,
+                                         source_address=(source, 0))
         self.sock = unverified_tls().wrap_socket(plain)
         self.reader = self.sock.makefile("rb")
         assert self.reader.readline().startswith(b"* OK")

@@ -16,8 +16,8 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import WrappingFactory
 
 import imapclient
-from conftest import unverified_tls
-from mailbox_appliance.flow_control import INFLATE_STEP, LINGER_SECONDS, FlowControlledConnection
+from conftest import Office, unverified_tls
+from mailbox_appliance.flow_control import INFLATE_STEP, LINGER_SECONDS, PROGRESS_OCTETS, FlowControlledConnection
 
 CHUNK = 256 * 1024
 # Far more than loopback's kernel buffers on both ends can hold (tcp_rmem's maximum is 32 MB on
@@ -60,13 +60,23 @@ def connect(office, listener, tls=False):
     return sock
 
 
+@pytest.fixture
+def unlimited_office(tmp_path):
+    """An appliance that answers commands before login for ever (max_commands_before_login,
+    tested in test_client_limits.py, would close these sessions before their output fills)."""
+    running = Office(str(tmp_path), extra="[limits]\nmax_commands_before_login = 1000000000\n").start()
+    yield running
+    running.appliance.stop()
+
+
 @pytest.mark.parametrize("listener, tls, command", [
     ("smtp", False, b"EHLO x\r\n"),
     ("pop3", False, b"CAPA\r\n"),
     ("imap", False, b"a CAPABILITY\r\n"),
     ("imaps", True, b"a CAPABILITY\r\n"),
 ])
-def test_a_client_that_never_reads_is_no_longer_read(office, listener, tls, command):
+def test_a_client_that_never_reads_is_no_longer_read(unlimited_office, listener, tls, command):
+    office = unlimited_office
     before = rss(office)
     flooding = connect(office, listener, tls)
     try:
@@ -87,6 +97,7 @@ def test_a_client_that_never_reads_is_no_longer_read(office, listener, tls, comm
 class _Session:
     def __init__(self):
         self.received = []
+        self.restarts = 0               # of its idle timer
 
     def makeConnection(self, transport):
         self.transport = transport
@@ -94,12 +105,17 @@ class _Session:
     def dataReceived(self, data):
         self.received.append(data)
 
+    def resetTimeout(self):
+        self.restarts += 1
+
     def connectionLost(self, reason):
         self.lost = reason
 
 
 class _Factory(WrappingFactory):
     protocol = FlowControlledConnection
+    implicit_tls = False
+    login_deadline = None
 
     def __init__(self, clock):
         super().__init__(None)
@@ -179,3 +195,18 @@ def test_compressed_input_is_inflated_a_step_at_a_time_while_the_session_takes_i
     assert sum(map(len, session.received)) == 4 * INFLATE_STEP
     connection.write(b"* OK\r\n")
     assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(transport.value()) == b"* OK\r\n"
+
+
+def test_the_idle_timer_restarts_on_progress_only():
+    """Issue 20 #1: a byte now and then kept SMTP and POP3 sessions open for ever.  A line's end
+    is progress; so is PROGRESS_OCTETS of a literal or chunk; a trickle is not."""
+    _clock, _transport, connection, session = _connection()
+    for octet in b"NOOP":
+        connection.dataReceived(bytes([octet]))
+    assert session.restarts == 0
+    connection.dataReceived(b"\r\n")
+    assert session.restarts == 1
+    connection.dataReceived(b"x" * (PROGRESS_OCTETS - 1))
+    assert session.restarts == 1
+    connection.dataReceived(b"x")
+    assert session.restarts == 2

@@ -65,9 +65,10 @@ def _list_arguments(tokens):
         reference = mailbox()
         if tokens[position:position + 1] == ["("]:
             end = _closing(tokens, position)
-            patterns = [folder_name(bytes(token)) for token in tokens[position + 1:end]]
-            if not patterns or "(" in patterns:
+            inside = tokens[position + 1:end]
+            if not inside or "(" in inside:
                 raise ValueError("LIST wants one or more patterns in the parentheses")
+            patterns = [folder_name(bytes(token)) for token in inside]
             position = end + 1
         else:
             patterns = [mailbox()]
@@ -269,6 +270,8 @@ class FolderCommands:
         }
         answer = []
         for item in items:
+            if isinstance(item, list):               # nested: STATUS INBOX (MESSAGES (UNSEEN))
+                raise IllegalClientResponse("STATUS items are atoms")
             item = bytes(item).upper()
             if item not in values:
                 raise IllegalClientResponse("Unknown STATUS item %r" % item)

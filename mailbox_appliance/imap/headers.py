@@ -10,28 +10,42 @@ import email.header
 import functools
 import re
 
-__all__ = ["HEADER_BYTES", "read_header", "header_values", "decoded"]
+__all__ = ["HEADER_BYTES", "MAX_HEADER_OCTETS", "read_header", "within_limit", "header_values", "decoded"]
 
 # A header value is decoded (RFC 2047) for searching only this far.
 MAX_DECODED_OCTETS = 65536
 # Headers are read in the first HEADER_BYTES of a file, and further only if they run longer.
 HEADER_BYTES = 16384
+# For SEARCH, SORT and THREAD, a header is read this far and no further (Postfix keeps 100 KB of
+# a header, header_size_limit): a 20 MB folded field cost seconds of CPU per command.  What lies
+# beyond is not searched; FETCH still serves the message whole.
+MAX_HEADER_OCTETS = 1024 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 
 
 def read_header(path):
-    """The header section of the message file at *path*, up to and with its blank line."""
+    """The header section of the message file at *path*, up to and with its blank line; of a
+    longer one, its lines within the first MAX_HEADER_OCTETS."""
     with open(path, "rb") as handle:
-        head = handle.read(HEADER_BYTES)
+        head = bytearray(handle.read(HEADER_BYTES))
         end = _HEADER_END.search(head)
         while end is None:
-            more = handle.read(HEADER_BYTES)
+            more = handle.read(min(HEADER_BYTES * 16, MAX_HEADER_OCTETS + 4 - len(head)))
             if not more:
-                return head
+                return bytes(head)
             head += more
             end = _HEADER_END.search(head, max(0, len(head) - len(more) - 3))
-    return head[:end.end()]
+            if end is None and len(head) > MAX_HEADER_OCTETS:
+                return within_limit(bytes(head))
+    return bytes(head[:end.end()])
+
+
+def within_limit(header):
+    """*header*'s lines within its first MAX_HEADER_OCTETS: as far as a header is parsed."""
+    if len(header) <= MAX_HEADER_OCTETS:
+        return header
+    return header[:header.rfind(b"\n", 0, MAX_HEADER_OCTETS) + 1]
 
 
 @functools.lru_cache(maxsize=64)

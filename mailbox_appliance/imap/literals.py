@@ -46,7 +46,10 @@ class LiteralArguments:
 
     def arg_astring(self, line, final=False):
         """An astring (RFC 3501 §9), its literal form with or without "+"."""
-        marker = _marker(line.strip() if line else line)
+        if not line:
+            # Nothing left after the previous argument (Twisted's own raised AttributeError).
+            raise IllegalClientResponse("Missing argument")
+        marker = _marker(line.strip())
         if marker is None:
             if line and line.lstrip()[:1] == b"{":
                 # {+N}, { N}, {N }, {N_NNN}, {-1}: Twisted's int() took them, uncapped.

@@ -289,6 +289,8 @@ class MessageCommands:
         """The optional ``RETURN (option ...)`` before SEARCH or SORT's arguments (RFC 4731 §3.1,
         RFC 5267 §3-4): {option name: its argument or None} (``RETURN ()`` means ALL), or None.
         PARTIAL's range is (low, high), given either way round (RFC 5267 §4.4)."""
+        if not line:
+            raise IllegalClientResponse("Missing search criteria")
         if line[:7].upper() != b"RETURN ":
             return None, line
         rest = line[7:].lstrip(b" ")
@@ -451,8 +453,10 @@ class MessageCommands:
     def do_UID(self, tag, command, line):
         command = command.upper()
         if command == b"EXPUNGE":
+            if not line:
+                raise IllegalClientResponse("UID EXPUNGE wants one UID set")
             ranges, rest = self.arg_seqset(line)
-            if rest or not line:
+            if rest:
                 raise IllegalClientResponse("UID EXPUNGE wants one UID set")
             self._command = (b"EXPUNGE", True)
             self.do_EXPUNGE(tag, ranges)

@@ -159,6 +159,13 @@ class _Parser:
         self.reads_modseq = False
 
     def take(self, what="an argument"):
+        """The next token, as a key's argument: never a parenthesis."""
+        token = self.next_token(what)
+        if token in ("(", ")"):
+            raise SearchError("Search key needs %s, not a parenthesis" % what)
+        return token
+
+    def next_token(self, what):
         if self.position >= len(self.tokens):
             raise SearchError("Search key needs %s" % what)
         token = self.tokens[self.position]
@@ -167,8 +174,6 @@ class _Parser:
 
     def text(self):
         token = self.take("a string")
-        if token in ("(", ")"):
-            raise SearchError("Search key needs a string")
         return bytes(token).decode(self.charset, "replace").lower()
 
     def number(self):
@@ -206,7 +211,7 @@ class _Parser:
             self.depth -= 1
 
     def _key(self):
-        token = self.take("a search key")
+        token = self.next_token("a search key")
         if token == "(":
             return self.keys(closing=True)
         if token == ")" or isinstance(token, Literal):

@@ -21,9 +21,11 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.mail.imap4 import IllegalClientResponse, IllegalMailboxEncoding, IllegalOperation, IMAP4Server
+from twisted.mail.imap4 import (IllegalClientResponse, IllegalMailboxEncoding, IllegalOperation, IMAP4Server,
+                                MismatchedNesting, MismatchedQuoting)
 
 from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
+from mailbox_appliance.atomic import disk_full
 from mailbox_appliance.interfaces import IMailUser
 from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
 
@@ -100,6 +102,17 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
     def timeoutConnection(self):
         self.close_session(b"Autologout; idle for too long")
 
+    def goodbye(self, text):
+        self.close_session(text.encode("ascii"))
+
+    def rawDataReceived(self, data):
+        """A literal's octets.  Twisted's restarts the idle timer on every read, which let a
+        client sending one octet a minute hold a session for ever; the connection restarts it,
+        on progress only (flow_control.py)."""
+        passon = self._pendingLiteral.write(data)
+        if passon is not None:
+            self.setLineMode(passon)
+
     def lineLengthExceeded(self, line):
         """A command line over [limits] max_line_length: say so before closing (LineReceiver
         would close without a word, and what follows could not be told from a new command)."""
@@ -151,16 +164,22 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
     def lineReceived(self, line):
         """Run one line; while its command is unanswered, stop reading so pipelined commands
         wait in the buffer (twisted#9282: Twisted ran them in the wrong state)."""
+        # The idle timer is restarted by the connection (flow_control.py), on progress only.
         if self.state == "logout":
             return
-        self.resetTimeout()
+        if self.state == "unauth" and self.parseState == "command" \
+                and not self.may_run_before_login(self.factory.max_commands_before_login):
+            return
         try:
             getattr(self, "parse_" + self.parseState)(line)
-        except Exception:
-            self.log.failure("imap session {session}: error in command", session=self.session_id)
+        except Exception as error:
             self.parseState = "command"
-            if self._command is not None:
-                self.sendNegativeResponse(self._tag, b"[SERVERBUG] Internal error; see the server log")
+            if disk_full(error):
+                self._disk_full(self._tag, error)
+            else:
+                self.log.failure("imap session {session}: error in command", session=self.session_id)
+                if self._command is not None:
+                    self.sendNegativeResponse(self._tag, b"[SERVERBUG] Internal error; see the server log")
         if self._command is not None and self.parseState == "command" and not self.paused \
                 and self.state != "logout":
             self.pauseProducing()
@@ -173,11 +192,30 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
         reason = str(failure.value).encode("ascii", "backslashreplace")
         if failure.check(IllegalClientResponse):
             self.sendBadResponse(tag, b"Illegal syntax: " + reason)
+        elif failure.check(MismatchedNesting, MismatchedQuoting):
+            # Twisted's parenthesised-list parser (arg_plist, splitQuoted): a client's syntax
+            # error, not ours, so BAD without a traceback in the log.
+            what = b"parentheses" if failure.check(MismatchedNesting) else b"quotes"
+            self.sendBadResponse(tag, b"Illegal syntax: unbalanced " + what)
         elif failure.check(IllegalOperation, IllegalMailboxEncoding):
             self.sendNegativeResponse(tag, reason)
+        elif disk_full(failure.value):
+            self._disk_full(tag, failure.value)
         else:
             self.log.failure("imap session {session}: error in command", failure, session=self.session_id)
             self.sendBadResponse(tag, b"[SERVERBUG] Internal error; see the server log")
+
+    def _disk_full(self, tag, error):
+        """A command that needed room on a full disk: NO, with what happened, and one log line.
+        Nothing was published half-written (atomic.py); the client may try again once there is
+        room, in this session (RFC 5530 §3: OVERQUOTA for the commands that add mail, as
+        Dovecot answers ENOSPC; UNAVAILABLE for the rest)."""
+        name = (self._command or (b"", False))[0]
+        self.log.error("imap session {session}: {command} failed: {error}", session=self.session_id,
+                       command=name.decode("ascii", "replace"), error=error)
+        code = b"[OVERQUOTA]" if name in (b"APPEND", b"COPY", b"MOVE") else b"[UNAVAILABLE]"
+        if self._command is not None:
+            self.sendNegativeResponse(tag, code + b" Not enough disk space on the server; try again later")
 
     def lookupCommand(self, cmd):
         """Twisted's lookup took any octets as a command name and raised (a traceback per line)
@@ -204,7 +242,10 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
 
     def dispatchCommand(self, tag, cmd, rest, uid=None):
         self._command = (cmd.upper(), bool(uid))
-        super().dispatchCommand(tag, cmd, rest, uid)
+        # A command with nothing after its name has rest None (Twisted's parse_command), which
+        # every argument parser then met as a line and raised on (``UID FETCH``): b"" is "no
+        # arguments", which they answer with BAD "Missing argument".
+        super().dispatchCommand(tag, cmd, rest if rest is not None else b"", uid)
 
     def _respond(self, state, tag, message):
         if not (tag and state in (b"OK", b"NO", b"BAD")):
@@ -412,6 +453,7 @@ class IMAPFactory(ServerFactory):
         self.clock = clock
         self.max_message_size = settings.limits.max_message_size
         self.max_line_length = settings.limits.max_line_length
+        self.max_commands_before_login = settings.limits.max_commands_before_login
 
     def buildProtocol(self, addr):
         return IMAPServer(self)

@@ -16,6 +16,7 @@ from email.policy import compat32
 
 from mailbox_appliance import address_list
 
+from .headers import within_limit
 from .response import Adjacent
 
 __all__ = ["Part", "SectionError"]
@@ -64,7 +65,7 @@ class Part:
     @property
     def fields(self):
         if self._fields is None:
-            fields = BytesHeaderParser(policy=compat32).parsebytes(self.header)
+            fields = BytesHeaderParser(policy=compat32).parsebytes(within_limit(self.header))
             fields.set_default_type(self.default_type)
             for name in ("content-type", "content-disposition"):
                 value = fields.get(name)

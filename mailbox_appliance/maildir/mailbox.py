@@ -350,6 +350,15 @@ class Folder:
         """
         changed = []
         cur = os.path.join(self.path, "cur")
+        if self.keywords.changed:
+            # A new keyword's letter is durable before any file name carries it: on a full disk
+            # this fails with nothing renamed, and the letters it allocated are given back (the
+            # unchanged file read again), so that reading commands do not retry the write.
+            try:
+                self.keywords.save()
+            except OSError:
+                self.keywords = Keywords.load(self.path)
+                raise
         for uid in uids:
             message = self.messages.get(uid)
             if message is None:

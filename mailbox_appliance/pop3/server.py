@@ -64,6 +64,10 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
         self._err("Idle for too long; closing connection")
         self._close()
 
+    def goodbye(self, text):
+        self._err(f"{text}; closing connection")
+        self._close()
+
     def _close(self):
         self._state = "closed"
         self.transport.loseConnection()
@@ -81,9 +85,9 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
     # -- input ----------------------------------------------------------------------------
 
     def dataReceived(self, data):
+        # The idle timer is restarted by the connection (flow_control.py), on progress only.
         if self._state == "closed":
             return
-        self.resetTimeout()
         self._buffer += data
         self._process()
 
@@ -118,6 +122,9 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
             self._close()
 
     def _command(self, line):
+        if self._state == "authorization" \
+                and not self.may_run_before_login(self.factory.max_commands_before_login):
+            return
         verb, _, argument = line.partition(b" ")
         verb = verb.decode("ascii", "replace").upper()
         handler = getattr(self, f"{self._state}_{verb}", None)
@@ -337,6 +344,7 @@ class POP3Factory(ServerFactory):
         Maildir and the folder registry the IMAP sessions share."""
         self.hostname = settings.server.hostname
         self.max_line_length = settings.limits.max_line_length
+        self.max_commands_before_login = settings.limits.max_commands_before_login
         self.gate = gate
         self.tls_context = None if implicit_tls else tls_context
         self.implicit_tls = implicit_tls

@@ -17,6 +17,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from mailbox_appliance.atomic import disk_full
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.queue.spool import UnknownEntry
 
@@ -26,6 +27,10 @@ MAX_ACTIVE_DELIVERIES = 100
 MAX_ACTIVE_PER_DOMAIN = 20
 # The delivery problems `status` shows (status.py): the last few, newest last.
 RECENT_PROBLEMS = 5
+
+
+def _nothing():
+    """No report to announce."""
 
 
 class QueueRunner(Service):
@@ -106,8 +111,13 @@ class QueueRunner(Service):
 
     def _attempt_broke(self, failure, queue_id):
         """An attempt ended in an error of ours: log it, and try again after the first retry delay,
-        so that no entry is ever left without a timer (it would never be sent, bounced or expired)."""
-        self.log.failure("queue {queue_id}: attempt failed; retrying later", failure, queue_id=queue_id)
+        so that no entry is ever left without a timer (it would never be sent, bounced or expired).
+        A full disk is the admin's to fix, not a bug: one line, no traceback."""
+        if disk_full(failure.value):
+            self.log.error("queue {queue_id}: attempt not recorded: {error}; retrying later",
+                           queue_id=queue_id, error=failure.value)
+        else:
+            self.log.failure("queue {queue_id}: attempt failed; retrying later", failure, queue_id=queue_id)
         self._schedule(queue_id, self.clock.seconds() + self.schedule.retry_delays[0])
 
     async def _try(self, queue_id):
@@ -196,9 +206,10 @@ class QueueRunner(Service):
                 recipient.last_reply = ("451 4.4.7 Message expired: not delivered within the queue lifetime; "
                                         f"last reply: {recipient.last_reply}")
             pending = []
+        announce = _nothing
         if pending:
             if self.schedule.should_warn(envelope.arrival, envelope.warned, now):
-                await self._report(envelope, message, pending, "delayed")
+                announce = await self._report(envelope, message, pending, "delayed")
                 envelope.warned = True
             envelope.next_attempt = self.schedule.next_attempt(envelope.attempts, now)
             # Scheduled before the rewrite: should the disk refuse it, the message is still retried.
@@ -209,37 +220,40 @@ class QueueRunner(Service):
                 self.log.info("queue {queue_id}: {what}; the entry was deleted meanwhile", queue_id=envelope.id,
                               what=what)
                 self._unschedule(envelope.id)
-                return
-            self.log.info("queue {queue_id}: {what}; {pending} pending, next attempt in {delay:.0f}s",
-                          queue_id=envelope.id, what=what, pending=len(pending), delay=envelope.next_attempt - now)
+            else:
+                self.log.info("queue {queue_id}: {what}; {pending} pending, next attempt in {delay:.0f}s",
+                              queue_id=envelope.id, what=what, pending=len(pending), delay=envelope.next_attempt - now)
+            announce()
             return
         failed = [recipient for recipient in envelope.recipients if recipient.state == "failed"]
-        # The outcome first, then the report it causes (the admin reads why, then what followed).
-        self.log.info("queue {queue_id}: {what}; done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
-                      what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
         if failed:
             # The entry goes only once its bounce is stored; if storing fails, the attempt
             # fails and is retried later (see _attempt_broke).
-            await self._report(envelope, message, failed, "failed")
+            announce = await self._report(envelope, message, failed, "failed")
         await self._remove(envelope.id)
+        # Logged once done (`queue list` no longer shows the entry): the outcome first, then the
+        # report it caused (the admin reads why, then what followed).
+        self.log.info("queue {queue_id}: {what}; done, {delivered} delivered, {failed} failed", queue_id=envelope.id,
+                      what=what, delivered=len(envelope.recipients) - len(failed), failed=len(failed))
+        announce()
 
     async def _report(self, envelope, message, recipients, action):
-        """Store a report to the sender (IDelivery.deliver_report); raises if it cannot be stored."""
+        """Store a report to the sender (IDelivery.deliver_report); raises if it cannot be stored.
+        Returns what logs its line, for the caller to call after the attempt's own line."""
         if envelope.sender == "":
             # RFC 3464 §2 / RFC 5321 §6.1: never report on a report; it would loop.
-            self.log.info("queue {queue_id}: {action} for the null sender, no report sent",
-                          queue_id=envelope.id, action=action)
-            return
+            return lambda: self.log.info("queue {queue_id}: {action} for the null sender, no report sent",
+                                         queue_id=envelope.id, action=action)
         reports = [dsn.RecipientReport(recipient.address, action,
                                        dsn.status_of(recipient.last_reply, action == "failed"),
                                        recipient.last_reply or "no reply", recipient.remote_mta)
                    for recipient in recipients]
         report = dsn.build_report(self.hostname, envelope.sender, envelope.id, envelope.arrival, message,
                                   reports, retry_until=envelope.arrival + self.schedule.max_lifetime)
-        self.log.info("queue {queue_id}: {action} report to <{sender}> for {recipients}", queue_id=envelope.id,
-                      action=action, sender=envelope.sender,
-                      recipients=",".join(f"<{r.address}>" for r in recipients))
         await defer.maybeDeferred(self.delivery.deliver_report, envelope.sender, report)
+        return lambda: self.log.info("queue {queue_id}: {action} report to <{sender}> for {recipients}",
+                                     queue_id=envelope.id, action=action, sender=envelope.sender,
+                                     recipients=",".join(f"<{r.address}>" for r in recipients))
 
     # -- the admin's commands (queue/control.py) ---------------------------------------------
 

@@ -16,7 +16,6 @@ policy's (smtp/policy.py), and storing an accepted message is the delivery's.
 
 import base64
 import binascii
-import errno
 import secrets
 from dataclasses import dataclass, replace
 
@@ -27,6 +26,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from mailbox_appliance.accounts.directory import JUNK
+from mailbox_appliance.atomic import disk_full
 from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
 from mailbox_appliance.interfaces import ISender
 from mailbox_appliance.message import unstuff
@@ -47,6 +47,8 @@ IDLE_TIMEOUT_SECONDS = 300
 # Syntax errors and unknown commands tolerated in one session before it is closed (a client
 # speaking another protocol, or garbage, is not kept busy forever).
 MAX_ERRORS = 10
+# Commands that move no mail: on port 25 they count towards [limits] max_commands_before_login.
+JUNK_COMMANDS = {b"NOOP", b"RSET", b"VRFY", b"EXPN", b"HELP"}
 # Recipients refused (unknown user, relay denied) in one session before it is closed: enough for
 # a mailing list with stale addresses, too few to probe which addresses exist (Postfix's
 # smtpd_hard_error_limit is 20 too).
@@ -84,6 +86,7 @@ class SessionSettings:
     implicit_tls: bool
     message_dir: str                  # where a message being received spills (message_buffer.py)
     idle_timeout: int = IDLE_TIMEOUT_SECONDS
+    max_commands_before_login: int = 30
 
 
 class SMTPServer(SecureSession, Protocol, TimeoutMixin):
@@ -145,6 +148,10 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         self._send(421, "4.4.2", f"{self.settings.hostname} Idle for too long; closing connection")
         self._close()
 
+    def goodbye(self, text):
+        self._send(421, "4.7.0", f"{text}; closing connection")
+        self._close()
+
     @property
     def tls_version(self):
         """'TLSv1.3' once the handshake is done (implicit TLS, or after STARTTLS), else None."""
@@ -169,9 +176,9 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
     # -- input ----------------------------------------------------------------------------
 
     def dataReceived(self, data):
+        # The idle timer is restarted by the connection (flow_control.py), on progress only.
         if self._mode == "closed":
             return
-        self.resetTimeout()
         if self._mode == "data" and not self._buffer:
             # The common case inside DATA: straight into the message, not through the line buffer.
             self._data += data
@@ -224,6 +231,8 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
         if b"\0" in line:
             return self._error(Reply(500, "5.5.2", "NUL character in command"))
         verb, _, argument = line.partition(b" ")
+        if self.user is None and not self._may_run(verb.upper()):
+            return
         handler = getattr(self, "smtp_" + verb.decode("ascii", "replace").upper(), None)
         if handler is None:
             return self._error(Reply(500, "5.5.1", "Command unrecognized"))
@@ -240,6 +249,17 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
                 self._error(reply)
             else:
                 self._reply(reply)
+
+    def _may_run(self, verb):
+        """[limits] max_commands_before_login: on submission every command before AUTH counts;
+        on port 25, where nobody logs in, the commands that do no work (Postfix's
+        smtpd_junk_command_limit)."""
+        if self.settings.role != "inbound":
+            return self.may_run_before_login(self.settings.max_commands_before_login)
+        if verb in JUNK_COMMANDS:
+            return self.may_run_before_login(self.settings.max_commands_before_login,
+                                             "NOOP, RSET, VRFY, EXPN or HELP commands")
+        return True
 
     # -- session commands -----------------------------------------------------------------
 
@@ -704,11 +724,14 @@ class SMTPServer(SecureSession, Protocol, TimeoutMixin):
 
     def _not_delivered(self, failure, queue_id, transaction, size):
         self.transaction = None
+        if disk_full(failure.value):
+            self.log.error("smtp session {session}: could not store message {queue_id}: {error}",
+                           session=self.session_id, queue_id=queue_id, error=failure.value)
+            self._log_transaction(f"{_NO_SPACE.code} not stored", queue_id, transaction, size)
+            return self._resume(_NO_SPACE.code, _NO_SPACE.status, _NO_SPACE.text)
         self.log.failure("smtp session {session}: could not store message {queue_id}", failure,
                          session=self.session_id, queue_id=queue_id)
         self._log_transaction("451 not stored", queue_id, transaction, size)
-        if isinstance(failure.value, OSError) and failure.value.errno == errno.ENOSPC:
-            return self._resume(_NO_SPACE.code, _NO_SPACE.status, _NO_SPACE.text)
         self._resume(451, "4.3.0", "Local error in processing; try again later")
 
     def _log_transaction(self, result, queue_id=None, transaction=None, size=None, stored=()):

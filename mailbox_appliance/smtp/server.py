@@ -20,6 +20,7 @@ class SMTPFactory(ServerFactory):
             tls_context=None if role == "submissions" else tls_context,
             implicit_tls=role == "submissions",
             message_dir=settings.data_path("tmp"),
+            max_commands_before_login=limits.max_commands_before_login,
         )
         self.policy = Policy(role, accounts, quotas, checks)
         self.gate = gate
