@@ -351,6 +351,68 @@ def queue_bounce(arguments, settings):
     return _ask(settings, "queue bounce", queue_id=arguments.id)
 
 
+# -- Sieve ---------------------------------------------------------------------------------------
+
+
+def _sieve_scripts(arguments, settings):
+    """The user's address (who must exist) and the ISieveScripts over the data directory."""
+    from mailbox_appliance.sieve.scripts import SieveScripts
+
+    address = normalize_address(arguments.address)
+    _user_entry(_accounts(settings), address)
+    return address, SieveScripts(settings.server.data_dir)
+
+
+def _sieve_errors(operation):
+    """Run *operation*; a refused script or operation is one line for the admin."""
+    from mailbox_appliance.sieve.grammar import SieveError
+    from mailbox_appliance.sieve.scripts import ScriptError
+
+    try:
+        return operation()
+    except (SieveError, ScriptError) as error:
+        raise AdminError(str(error)) from None
+
+
+def sieve_list(arguments, settings):
+    address, scripts = _sieve_scripts(arguments, settings)
+    listed = scripts.list(address)
+    if not listed:
+        return f"{address} has no Sieve scripts"
+    return "\n".join(name + ("  (active)" if active else "") for name, active in listed)
+
+
+def sieve_show(arguments, settings):
+    address, scripts = _sieve_scripts(arguments, settings)
+    return _sieve_errors(lambda: scripts.get(address, arguments.name)).decode("utf-8", "replace").rstrip("\n")
+
+
+def sieve_put(arguments, settings):
+    address, scripts = _sieve_scripts(arguments, settings)
+    if arguments.file in (None, "-"):
+        script = sys.stdin.buffer.read()
+    else:
+        with open(arguments.file, "rb") as handle:
+            script = handle.read()
+    _sieve_errors(lambda: scripts.put(address, arguments.name, script))
+    if arguments.activate:
+        _sieve_errors(lambda: scripts.activate(address, arguments.name))
+        return f"script {arguments.name} of {address} stored and active"
+    return f"script {arguments.name} of {address} stored; make it the one that runs with: sieve activate {address} {arguments.name}"
+
+
+def sieve_activate(arguments, settings):
+    address, scripts = _sieve_scripts(arguments, settings)
+    _sieve_errors(lambda: scripts.activate(address, arguments.name))
+    return f"script {arguments.name} of {address} is active" if arguments.name else f"no script of {address} is active"
+
+
+def sieve_delete(arguments, settings):
+    address, scripts = _sieve_scripts(arguments, settings)
+    _sieve_errors(lambda: scripts.delete(address, arguments.name))
+    return f"script {arguments.name} of {address} deleted"
+
+
 # -- DKIM ----------------------------------------------------------------------------------------
 
 
@@ -472,7 +534,7 @@ def _parser():
     parser = argparse.ArgumentParser(prog="mailbox-appliance-admin", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mailbox-appliance {__version__}")
     parser.add_argument("--config", "-c", help=f"the INI configuration file (default: ${config.CONFIG_ENVIRONMENT_VARIABLE}, else the built-in defaults)")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,import-dovecot,check-config,status,who,kick,auth}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,sieve,import-dovecot,check-config,status,who,kick,auth}")
 
     def command(subparsers, name, handler, help_text):
         sub = subparsers.add_parser(name, help=help_text)
@@ -524,6 +586,21 @@ def _parser():
     sub.add_argument("test", choices=["test"], help="the only auth command")
     sub.add_argument("address", help="the user's address")
     sub.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not the terminal")
+    sieve = groups.add_parser("sieve", help="users' Sieve filter scripts").add_subparsers(dest="action", required=True)
+    command(sieve, "list", sieve_list, "list a user's scripts, and which is active").add_argument("address")
+    for name, handler, help_text in (("show", sieve_show, "print a script"),
+                                     ("delete", sieve_delete, "delete a script (not the active one)")):
+        sub = command(sieve, name, handler, help_text)
+        sub.add_argument("address")
+        sub.add_argument("name")
+    sub = command(sieve, "put", sieve_put, "store a script (checked first) from FILE or standard input")
+    sub.add_argument("address")
+    sub.add_argument("name")
+    sub.add_argument("file", nargs="?", help="the script's file; - or nothing: standard input")
+    sub.add_argument("--activate", action="store_true", help="and make it the script that runs")
+    sub = command(sieve, "activate", sieve_activate, "make a script the one that runs; no name: none runs")
+    sub.add_argument("address")
+    sub.add_argument("name", nargs="?")
     dkim = groups.add_parser("dkim", help="DKIM signing keys").add_subparsers(dest="action", required=True)
     for name, handler, help_text in (("keygen", dkim_keygen, "make a signing key and print the DNS records"),
                                      ("show", dkim_show, "print the DNS records of an existing key")):

@@ -25,22 +25,24 @@ REPORT_ORIGIN = {"client": "localhost", "helo": None, "user": None, "session": "
 
 @implementer(ICommitJob)
 class MaildirJob:
-    """One local copy, as a group-commit job: tmp/ file, then new/, then new/ is fsynced."""
+    """One local copy, as a group-commit job: tmp/ file, then new/ (cur/ with flag *letters*),
+    then that directory is fsynced."""
 
-    def __init__(self, maildir, data, hostname, crlf_only=False):
+    def __init__(self, maildir, data, hostname, crlf_only=False, letters=""):
         self.maildir, self.data, self.hostname, self.crlf_only = maildir, data, hostname, crlf_only
+        self.letters = letters
         self.tmp = None
         self.published = False
 
     def write(self):
-        self.tmp = new_mail.write_tmp(self.maildir, self.data, self.hostname, self.crlf_only)
+        self.tmp = new_mail.write_tmp(self.maildir, self.data, self.hostname, self.crlf_only, self.letters)
 
     def publish(self):
         new_mail.publish(self.tmp)
         self.published = True
 
     def directories(self):
-        return [os.path.join(self.maildir, "new")]
+        return [os.path.join(self.maildir, "cur" if self.letters else "new")]
 
     def settle(self):
         """Nothing waits for the fsync of new/."""
@@ -56,43 +58,49 @@ class MaildirJob:
 class Delivery:
     log = Logger()
 
-    def __init__(self, data_dir, hostname, accounts, spool, committer, quotas):
+    def __init__(self, data_dir, hostname, accounts, spool, committer, quotas, filters=None):
         """*accounts* (IAccounts) resolves report recipients; *spool* (ISpool) takes remote
         recipients; *committer* (group_commit.GroupCommitter) makes every write durable;
         *quotas* (IQuotas) is charged for each local copy (the SMTP policy checked it fits,
-        in this same reactor turn; a report is never refused)."""
+        in this same reactor turn; a report is never refused); *filters*
+        (sieve.filtering.SieveFilter) says where each local copy goes."""
         self.data_dir = data_dir
         self.hostname = hostname
         self.accounts = accounts
         self.spool = spool
         self.committer = committer
         self.quotas = quotas
+        self.filters = filters
         self._maildirs = {}
 
     def new_id(self):
         return self.spool.new_id()
 
     def deliver(self, queue_id, sender, recipients, message, received_from, crlf_only=False):
-        local, remote = {}, {}                  # mailbox -> folder; remote addresses
-        for _address, resolution in recipients:
-            local.update(dict.fromkeys(resolution.local, resolution.folder))
+        local, remote = {}, {}                  # mailbox -> (address, folder); remote addresses
+        for address, resolution in recipients:
+            for mailbox in resolution.local:
+                local.setdefault(mailbox, (address, resolution.folder))
             remote.update(dict.fromkeys(resolution.remote))
-        jobs, staged = [], None
+        jobs, staged, charged = [], None, {}
         if local:
             # RFC 5321 §4.4: the final delivery adds Return-Path with the envelope sender.
             local_copy = return_path(sender) + message
-            jobs += [MaildirJob(self._maildir(mailbox, folder), local_copy, self.hostname, crlf_only)
-                     for mailbox, folder in local.items()]
-            for mailbox in local:
-                self.quotas.charge(mailbox, len(local_copy))
+            for mailbox, (address, folder) in local.items():
+                stores = (self.filters.stores(queue_id, mailbox, sender, address, local_copy, folder)
+                          if self.filters is not None else [(folder, "")])
+                jobs += [MaildirJob(self._maildir(mailbox, store_folder), local_copy, self.hostname, crlf_only,
+                                    letters) for store_folder, letters in stores]
+                charged[mailbox] = len(local_copy) * len(stores)
+                self.quotas.charge(mailbox, charged[mailbox])
         if remote:
             staged = self.spool.stage(sender, list(remote), message, received_from=received_from, entry_id=queue_id)
             jobs.append(staged)
         result = self.committer.commit(jobs)
 
         def not_stored(failure):
-            for mailbox in local:
-                self.quotas.charge(mailbox, -len(local_copy))
+            for mailbox, size in charged.items():
+                self.quotas.charge(mailbox, -size)
             return failure
 
         def stored(_):

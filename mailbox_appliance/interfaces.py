@@ -264,3 +264,30 @@ class ISpamLearning(Interface):
     def learn(kind, path):
         """Teach *kind* ("spam" or "ham") with the message file at *path*; returns at once,
         never fails the command that taught it."""
+
+
+class ISieveScripts(Interface):
+    """Each user's Sieve scripts (sieve/scripts.py): names are RFC 5804 script names, scripts
+    UTF-8 bytes, checked before they are stored."""
+
+    def list(address):
+        """[(name, active)] of the user's scripts, by name."""
+
+    def get(address, name):
+        """The script's bytes."""
+
+    def put(address, name, script):
+        """Store *script* as *name* (replacing one of that name); raises SieveError when it does
+        not check."""
+
+    def activate(address, name):
+        """Make *name* the active script; None: none."""
+
+    def delete(address, name):
+        """Remove a script that is not the active one."""
+
+    def rename(address, old, new):
+        """Rename a script (the active one stays active)."""
+
+    def active(address):
+        """The active script's checked commands, or None."""

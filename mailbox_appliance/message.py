@@ -5,13 +5,17 @@ CRLF line ends (RFC 5322 §2.1, RFC 5321 §2.3.8).  What they do alike to those 
 so no part has to import another protocol's package to get it.
 """
 
+import email.errors
+import email.header
 import functools
 import re
 
 __all__ = ["to_crlf", "crlf_size", "dot_stuff", "unstuff", "header_block", "field_values", "without_fields",
-           "return_path"]
+           "malformed_header_line", "decoded", "return_path"]
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+# A header value is decoded (RFC 2047) for searching and filtering only this far.
+MAX_DECODED_OCTETS = 65536
 
 
 def to_crlf(data):
@@ -75,6 +79,39 @@ def without_fields(message, names, removed=lambda value: True):
     kept = _field_pattern(names).sub(
         lambda found: b"" if removed(found.group(1).replace(b"\r\n", b"")) else found.group(0), header + b"\r\n")
     return kept[:-2] + separator + body
+
+
+# RFC 5322 §2.2: a header line is a field (a name of printable ASCII but ":", then ":") or the
+# continuation of one (it starts with a space or a tab); an mbox "From " line is tolerated.
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:|[ \t]|From ")
+
+
+def malformed_header_line(message):
+    """The first line of *message*'s header that is neither a field nor a continuation (bytes,
+    without its CRLF), or None when every line is one: what DKIM signing cannot canonicalise."""
+    lines = header_block(message).split(b"\r\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for number, line in enumerate(lines):
+        if not _HEADER_LINE.match(line) or (number == 0 and line[:1] in b" \t"):
+            return line
+    return None
+
+
+def decoded(value):
+    """A header value (str or bytes) as text: 8-bit octets read as UTF-8, then RFC 2047 words
+    decoded.  A malformed encoded word leaves the value as it is (one bad Subject made SEARCH
+    and SORT fail for the whole folder); only the first MAX_DECODED_OCTETS are read (200,000
+    encoded words cost 45 s of CPU per SEARCH)."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    text = value[:MAX_DECODED_OCTETS].replace(b"\r\n", b"").decode("utf-8", "replace")
+    if "=?" not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
+        return text
 
 
 @functools.lru_cache(maxsize=None)

@@ -44,6 +44,8 @@ from mailbox_appliance.smtp.inbound_checks import InboundChecks
 from mailbox_appliance.smtp.policy import Policy
 from mailbox_appliance.smtp.sender_auth import SenderAuthentication
 from mailbox_appliance.smtp.server import SMTPFactory
+from mailbox_appliance.sieve.filtering import SieveFilter
+from mailbox_appliance.sieve.scripts import SieveScripts
 
 
 class StartupError(Exception):
@@ -172,7 +174,8 @@ def makeService(settings, reactor=None):
     gate = LoginGate(Portal(realm, [checker]), throttle, reactor, last_logins.record)
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
-    delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas)
+    filters = SieveFilter(data_dir, SieveScripts(data_dir), quotas)
+    delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas, filters)
     # One DNS resolver (cached): the queue's MX lookups and port 25's sender checks.
     resolver = make_resolver(settings.outbound.resolver)
     runner = _queue_runner(settings, accounts, spool, committer, delivery, reactor, resolver)

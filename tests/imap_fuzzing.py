@@ -1,12 +1,12 @@
 """Mutated IMAP commands against a running appliance (issue 20 #2): the server must answer each
 with a tagged response or a BYE, and log no traceback.
 
-Used by test_imap_fuzz.py for a short seeded run and by fuzz/imap_commands.py for long ones.
+Used by test_imap_fuzz.py for a short seeded run and by fuzz/sessions.py for long ones.
 """
 
-import random
 import re
 
+import fuzzing
 import imapclient
 
 # Valid commands to start from: every command and argument shape the server parses.
@@ -26,30 +26,11 @@ CORPUS = [
     b"ENABLE CONDSTORE", b"GETQUOTAROOT INBOX", b"GETQUOTA \"\"", b"NAMESPACE", b"ID (\"name\" \"x\")",
     b"CHECK", b"UNSELECT", b"SUBSCRIBE INBOX", b"APPEND INBOX (\\Seen) \"1-Jan-2020 00:00:00 +0000\" ~{0}",
 ]
-# What a hostile client inserts.
-JUNK = [b"\xff", b"\t", b"(", b")", b"[", b"]", b"{", b"}", b"\"", b"\\", b"*", b"%", b"<", b">", b".",
-        b"\x00", b" ", b"\xc3\xa9", b"1:*", b"-1", b"NIL", b"4294967296", b"$", b"~"]
 
 
-def mutate(rng, command):
-    """*command* with one to four insertions, deletions, splices or flipped octets; on one line,
-    and with no literal announced (a literal would make the server wait for its octets)."""
-    mutated = bytearray(command)
-    for _ in range(rng.randint(1, 4)):
-        position = rng.randint(0, len(mutated))
-        choice = rng.random()
-        if choice < 0.4:
-            mutated[position:position] = rng.choice(JUNK)
-        elif choice < 0.7:
-            del mutated[position:position + rng.randint(1, 3)]
-        elif choice < 0.85:
-            other = rng.choice(CORPUS)
-            start = rng.randint(0, len(other))
-            mutated[position:position] = other[start:start + rng.randint(1, 8)]
-        elif position < len(mutated):
-            mutated[position] = rng.randint(0, 255)
-    line = bytes(mutated).replace(b"\r", b" ").replace(b"\n", b" ")
-    return re.sub(rb"\{(\d+\+?)\}$", rb"(\1)", line)
+def mutated(rng):
+    """A mutated command, with no literal announced (the server would wait for its octets)."""
+    return re.sub(rb"\{(\d+\+?)\}$", rb"(\1)", fuzzing.mutate(rng, CORPUS))
 
 
 def answer(session, tag, command):
@@ -64,13 +45,13 @@ def answer(session, tag, command):
 def run(office, commands, seed):
     """Send *commands* mutated commands, in sessions selecting INBOX; returns how many sessions
     the server closed.  Raises AssertionError when a command goes unanswered."""
-    rng = random.Random(seed)
+    rng = fuzzing.generator(seed)
     sent = closed = 0
     while sent < commands:
         session = imapclient.Session(office)
         session.ok(b"SELECT INBOX")
         while sent < commands:
-            command = mutate(rng, rng.choice(CORPUS))
+            command = mutated(rng)
             sent += 1
             last = answer(session, b"f%d" % sent, command)
             assert last, f"no answer to {command!r} (seed {seed})"
@@ -80,7 +61,3 @@ def run(office, commands, seed):
         session.close()
     return closed
 
-
-def tracebacks(lines):
-    """The log lines that start a traceback or an unhandled error."""
-    return [line for line in lines if "Traceback" in line or "Unhandled Error" in line or "#critical]" in line]

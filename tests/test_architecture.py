@@ -44,7 +44,8 @@ ALLOWED = {
     "dovecot_import": {"accounts", "atomic", "maildir"},
     "maildrop": {"address_list", "atomic", "message", "smtp"},
     "sendmail": {"address_list", "admin", "config", "maildrop", "message"},
-    "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "message", "queue", "tls"},
+    "sieve": {"address_list", "atomic", "interfaces", "maildir", "message"},
+    "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "message", "queue", "sieve", "tls"},
     "service": EVERY_PART,
 }
 

@@ -13,7 +13,7 @@ import pytest
 import imapclient
 from appliance import admin
 from conftest import Office
-from imap_fuzzing import tracebacks
+from fuzzing import tracebacks
 
 NO_ROOM = b"Not enough disk space on the server; try again later"
 

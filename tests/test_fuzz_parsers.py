@@ -3,7 +3,7 @@ parses it or raises its own documented error; none raises anything else or hangs
 
 Hypothesis generates the inputs, a few hundred per parser so that the run takes seconds, the
 same ones every run (derandomized); a failure is shrunk to a small input, which is then added
-below as an ``@example`` regression case.
+below as an ``@example`` regression case.  fuzz/parsers.py runs each for as long as asked.
 """
 
 import os
@@ -23,9 +23,15 @@ from mailbox_appliance.pop3.server import POP3Factory
 from mailbox_appliance.queue.envelope import CorruptEntry, Envelope
 from mailbox_appliance.smtp import content
 from mailbox_appliance.session_security import LoginGate
+from mailbox_appliance.sieve.commands import check as check_sieve
+from mailbox_appliance.sieve.grammar import SieveError
+from mailbox_appliance.sieve.interpreter import Envelope as SieveEnvelope, RunError, run as run_sieve
 from mailbox_appliance.smtp.syntax import SyntaxProblem, parse_path
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
+# fuzz/parsers.py runs these for minutes: FUZZ_EXAMPLES raises the count, and the inputs are new
+# each run (pytest's --hypothesis-seed picks them).
+LONG_RUN = int(os.environ.get("FUZZ_EXAMPLES", "0"))
+FUZZ = settings(max_examples=LONG_RUN or 300, deadline=None, derandomize=not LONG_RUN, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # Octets biased towards what these grammars care about.
@@ -122,6 +128,29 @@ def test_configuration_files(tmp_path, value):
     try:
         config.load(path)
     except config.ConfigError:
+        pass
+
+
+SIEVE_WORDS = [b"require", b'"fileinto"', b'["imap4flags", "variables", "relational", "body"]', b"if", b"elsif",
+               b"else", b"{", b"}", b"(", b")", b"[", b"]", b",", b";", b" ", b"\n", b"header", b":matches",
+               b":count", b'"ge"', b'"*a?${1}"', b"fileinto", b"setflag", b"set", b"not", b"anyof", b"size",
+               b":over", b"10K", b"text:\n..x\n.\n", b"#c\n", b"/*", b"*/", b'"\\"', b"body", b":text"]
+sieve_scripts = st.binary(max_size=300) | st.lists(st.sampled_from(SIEVE_WORDS), max_size=60).map(b"".join)
+
+
+@FUZZ
+@given(sieve_scripts)
+@example(b'require ["variables"]; set "a" "${1}${"; if string :matches "${a}" "*${" { keep; }')
+@example(b"if not not not true {}")
+def test_sieve_scripts(script):
+    """A script is refused with a SieveError or runs to an outcome (or a RunError)."""
+    try:
+        commands = check_sieve(script)
+    except SieveError:
+        return
+    try:
+        run_sieve(commands, b"Subject: a\r\n\r\nbody\r\n", SieveEnvelope("a@b.test", "c@d.test"))
+    except RunError:
         pass
 
 

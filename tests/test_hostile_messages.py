@@ -7,7 +7,7 @@ is printed by benchmarks/hostile_messages.py."""
 import pytest
 
 import hostile_messages
-from imap_fuzzing import tracebacks
+from fuzzing import tracebacks
 
 
 @pytest.fixture(scope="module")

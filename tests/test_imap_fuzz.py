@@ -2,11 +2,12 @@
 
 Five minutes of mutated commands gave 13 distinct exceptions from the command parsing, each
 logged as a critical traceback.  The inputs that found them are kept below; a short seeded run of
-the mutator (imap_fuzzing.py) looks for new ones; fuzz/imap_commands.py runs it for longer.
+the mutator (imap_fuzzing.py) looks for new ones; fuzz/sessions.py runs it for longer.
 """
 
 import pytest
 
+import fuzzing
 import imap_fuzzing
 import imapclient
 from conftest import Office
@@ -43,10 +44,10 @@ def test_a_hostile_command_is_answered_and_nothing_raises(fuzzed_office, command
     assert last.split()[1:2] in ([b"OK"], [b"BAD"], [b"NO"]), last     # answered (a tab is taken as SP)
     session.ok(b"NOOP")                           # the session goes on
     session.close()
-    assert imap_fuzzing.tracebacks(fuzzed_office.appliance.lines[logged:]) == []
+    assert fuzzing.tracebacks(fuzzed_office.appliance.lines[logged:]) == []
 
 
 def test_a_seeded_run_of_mutated_commands_raises_nothing(fuzzed_office):
     logged = len(fuzzed_office.appliance.lines)
     imap_fuzzing.run(fuzzed_office, commands=1000, seed=20)
-    assert imap_fuzzing.tracebacks(fuzzed_office.appliance.lines[logged:]) == []
+    assert fuzzing.tracebacks(fuzzed_office.appliance.lines[logged:]) == []

@@ -5,14 +5,17 @@ import os
 import re
 import socket
 import stat
+import subprocess
 
 import dkim
 import smtplib
 
 import pytest
 
-from appliance import admin
+from appliance import BIN, admin
 from outbound_helpers import reports, submit
+
+SENDMAIL = os.path.join(BIN, "mailbox-appliance-sendmail")
 
 
 @pytest.fixture
@@ -205,10 +208,32 @@ def test_mail_from_outside_forwarded_by_an_alias_is_not_signed_with_our_key(offi
     assert b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test" not in wire
 
 
-def test_a_message_dkim_cannot_sign_is_sent_unsigned_not_stuck(office, world):
+def test_a_malformed_header_is_refused_at_submission(office, world):
+    """Issue 20 #4: dkimpy could not sign it, and the queue sent it unsigned."""
     _run(office, "dkim", "keygen", "example.test")
-    submit(office, ["friend@good.test"], b"From: alice@example.test\r\nbroken header line\r\n\r\nbody\r\n")
-    office.appliance.wait_for_log(r"not DKIM-signed", timeout=30)
-    office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
-    [(_, wire)] = world.received()
-    assert b"DKIM-Signature" not in wire
+    client = office.smtp("submission", login="alice@example.test")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@example.test", ["friend@good.test"],
+                        b"From: alice@example.test\r\nbroken header line\r\n\r\nbody\r\n")
+    assert refused.value.smtp_code == 550
+    assert b"5.6.0 Malformed header line" in refused.value.smtp_error and b"broken header line" in refused.value.smtp_error
+    client.quit()
+    assert world.received() == []
+
+
+def test_a_message_dkim_cannot_sign_is_bounced_not_sent_unsigned(office, world):
+    """A local program's message skips submission's checks: the queue refuses to send it
+    unsigned for a domain with a key, and tells the sender why."""
+    _run(office, "dkim", "keygen", "example.test")
+    result = subprocess.run([SENDMAIL, "-C", office.config_path, "-f", "alice@example.test", "friend@good.test"],
+                            input=b"From: alice@example.test\nbroken header line\n\nbody\n",
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    office.appliance.wait_for_log(r"could not DKIM-sign it: Unexpected characters in RFC822 header", timeout=30)
+    office.appliance.wait_for_log(r"report \w+ to <alice@example.test> stored", timeout=30)
+    [bounce] = reports(office)
+    _, status, _ = bounce.iter_parts()
+    [failed] = status.get_payload()[1:]
+    assert failed["Final-Recipient"] == "rfc822; friend@good.test" and failed["Status"] == "5.6.0"
+    assert "could not be DKIM-signed" in failed["Diagnostic-Code"]
+    assert world.received() == []

@@ -1,11 +1,12 @@
-"""A 250 after DATA means the message is on disk for every recipient: a crash test.
+"""A 250 after DATA (or an OK after IMAP APPEND) means the message is on disk for every recipient:
+a crash test.
 
-Client threads send messages without pause (one SMTP session per message, each with a unique
-token) while the main thread SIGKILLs the appliance at random moments and starts it again on the
-same data directory.  After every kill, while the server is down, and again after a clean stop at
+Client threads send messages without pause (one SMTP session per message, or one IMAP APPEND
+session, each with a unique token) while the main thread SIGKILLs the appliance at random moments
+and starts it again on the same data directory.  After every kill, while the server is down, and again after a clean stop at
 the end, the test checks what a restarted server would find:
 
-- every message that got 250 is in the Maildir of each of its local recipients exactly once, and
+- every message that got 250 (or OK) is in the Maildir of each of its local recipients exactly once, and
   in the spool exactly once for each of its remote recipients (the spool loaded with repair=True,
   as the server loads it at start);
 - a message that got no 250 is there at most once per recipient (it may have been stored just
@@ -14,7 +15,8 @@ the end, the test checks what a restarted server would find:
   the headers and ends with the whole body that was sent.
 
 The kill delays and message contents come from a seed, printed and named in every failure; set
-DURABILITY_SEED to replay one.  (Thread timing still varies from run to run, so a replay repeats
+DURABILITY_SEED to replay one.  DURABILITY_CYCLES and DURABILITY_ACKS scale the run up
+(benchmarks/kill_durability.py: 50 kills, 10,000 messages).  (Thread timing still varies from run to run, so a replay repeats
 the schedule, not necessarily the exact interleaving.)
 
 Note on what a SIGKILL can show: the kernel keeps written data of a killed process, so this test
@@ -24,6 +26,7 @@ a missing fsync, which only a power loss would reveal.
 
 import email.parser
 import email.policy
+import imaplib
 import os
 import random
 import re
@@ -33,20 +36,24 @@ import threading
 import time
 
 from appliance import Appliance
-from conftest import Office
+from conftest import PASSWORD, Office, unverified_tls
 from mailbox_appliance.queue.spool import Spool
 
 CLIENTS = 8
-CYCLES = 5                       # kill/restart cycles; then a last run ended by a clean stop
-ACKS_BEFORE_KILL = 12            # each server generation first accepts this many messages ...
+# kill/restart cycles; then a last run ended by a clean stop
+CYCLES = int(os.environ.get("DURABILITY_CYCLES", "5"))
+# each server generation first accepts this many messages ...
+ACKS_BEFORE_KILL = int(os.environ.get("DURABILITY_ACKS", "12"))
 KILL_DELAY = (0.0, 0.6)          # ... then dies after a random delay (seconds) in this range
-ACKS_AT_END = 12                 # the last generation accepts this many before the clean stop
+ACKS_AT_END = ACKS_BEFORE_KILL   # the last generation accepts this many before the clean stop
 WAIT_BOUND = 30                  # upper bound for any wait on an event
 SMTP_TIMEOUT = 15
 
 REMOTE = "someone@remote.test"   # via the alias partners@example.test (conftest.ALIASES)
-# kind -> (RCPT TO addresses, local users that must get a copy, remote addresses queued)
+# kind -> (RCPT TO addresses, local users that must get a copy, remote addresses queued); the
+# "append" kind is an IMAP APPEND to alice's INBOX.
 KINDS = {
+    "append": (["alice@example.test"], {"alice"}, set()),
     "alice": (["alice@example.test"], {"alice"}, set()),
     "alice+bob": (["alice@example.test", "bob@example.test"], {"alice", "bob"}, set()),
     "partners": (["partners@example.test"], {"alice"}, {REMOTE}),
@@ -94,7 +101,7 @@ class Traffic:
         self.seed = seed
         self.cond = threading.Condition()
         self.generation = 0
-        self.port = None               # SMTP port of the live server; None while it is down
+        self.ports = None              # ports of the live server; None while it is down
         self.acks = {}                 # generation -> messages acknowledged by that server
         self.sent = []
         self.problems = []             # unexpected things seen by the clients
@@ -108,12 +115,12 @@ class Traffic:
         """A new server is up: clients move to its port."""
         with self.cond:
             self.generation += 1
-            self.port = appliance.ports["smtp"]
+            self.ports = appliance.ports
             self.cond.notify_all()
 
     def down(self):
         with self.cond:
-            self.port = None
+            self.ports = None
 
     def wait_acks(self, count):
         """Wait until the current server has acknowledged *count* messages."""
@@ -146,21 +153,21 @@ class Traffic:
         while True:
             with self.cond:
                 deadline = time.monotonic() + WAIT_BOUND
-                while self.port is None and not self.stopping:
+                while self.ports is None and not self.stopping:
                     if not self.cond.wait(max(0, deadline - time.monotonic())):
                         self.problems.append(f"client {index}: no server for {WAIT_BOUND}s")
                         self.cond.notify_all()
                         return
                 if self.stopping:
                     return
-                generation, port = self.generation, self.port
+                generation, ports = self.generation, self.ports
                 kind = list(KINDS)[(index + number) % len(KINDS)]
                 token = f"t{self.seed}x{index}x{number}x{rng.getrandbits(32):08x}"
                 message, body = make_message(rng, token, kind)
                 sent = Sent(token, kind, generation, message, body)
                 self.sent.append(sent)
             number += 1
-            if self._send(port, sent):
+            if (self._append(ports["imaps"], sent) if kind == "append" else self._send(ports["smtp"], sent)):
                 continue
             # The server died under us (or its port is gone): wait for the next one.
             with self.cond:
@@ -190,10 +197,7 @@ class Traffic:
             code, text = client.data(sent.message)
             if code != 250:
                 return self._refused(sent, code, text)
-            with self.cond:
-                sent.state = "acked"
-                self.acks[sent.generation] = self.acks.get(sent.generation, 0) + 1
-                self.cond.notify_all()
+            self._acked(sent)
         except (OSError, smtplib.SMTPException):
             if sent.state == "sending":
                 sent.state = "unknown"
@@ -203,6 +207,30 @@ class Traffic:
         except (OSError, smtplib.SMTPException):
             return False
         return True
+
+    def _append(self, port, sent):
+        """One IMAPS session for one APPEND to alice's INBOX; False when the connection failed."""
+        try:
+            client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=unverified_tls(), timeout=SMTP_TIMEOUT)
+            client.login("alice@example.test", PASSWORD)
+            code, text = client.append("INBOX", None, None, sent.message)
+            if code != "OK":
+                return self._refused(sent, code, text)
+            self._acked(sent)
+            client.logout()
+        except (OSError, imaplib.IMAP4.abort):
+            if sent.state == "sending":
+                sent.state = "unknown"
+            return False
+        except imaplib.IMAP4.error as problem:     # a NO or BAD from a live server
+            return self._refused(sent, "NO", str(problem))
+        return True
+
+    def _acked(self, sent):
+        with self.cond:
+            sent.state = "acked"
+            self.acks[sent.generation] = self.acks.get(sent.generation, 0) + 1
+            self.cond.notify_all()
 
     def _refused(self, sent, code, text):
         # No reply of this test's traffic should be refused by a live server: report it.
@@ -301,7 +329,9 @@ def test_acknowledged_messages_survive_sigkill(tmp_path):
     dns_blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dns_blackhole.bind(("127.0.0.1", 0))
     try:
-        office = Office(str(tmp_path), resolver="127.0.0.1:%d" % dns_blackhole.getsockname()[1]).start()
+        # Every message is a new connection from 127.0.0.1: no rate limit.
+        office = Office(str(tmp_path), resolver="127.0.0.1:%d" % dns_blackhole.getsockname()[1],
+                        extra="[limits]\nmax_connection_rate = 0\n").start()
     except BaseException:
         dns_blackhole.close()
         raise

@@ -7,7 +7,7 @@ the message it answers.  The steps below are the RFC's, numbered as there; the A
 
 import re
 
-from .headers import decoded
+from mailbox_appliance.message import decoded
 
 __all__ = ["base_subject"]
 

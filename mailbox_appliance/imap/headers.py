@@ -5,15 +5,11 @@ header fields of many messages; reading whole files for that would read every at
 only the header section is read here, and only the fields asked for are picked out of it.
 """
 
-import email.errors
-import email.header
 import functools
 import re
 
-__all__ = ["HEADER_BYTES", "MAX_HEADER_OCTETS", "read_header", "within_limit", "header_values", "decoded"]
+__all__ = ["HEADER_BYTES", "MAX_HEADER_OCTETS", "read_header", "within_limit", "header_values"]
 
-# A header value is decoded (RFC 2047) for searching only this far.
-MAX_DECODED_OCTETS = 65536
 # Headers are read in the first HEADER_BYTES of a file, and further only if they run longer.
 HEADER_BYTES = 16384
 # For SEARCH, SORT and THREAD, a header is read this far and no further (Postfix keeps 100 KB of
@@ -67,19 +63,3 @@ def header_values(header, names):
             value = _FOLD.sub(b"", value)
         found.setdefault(match.group(1), []).append(value.strip())
     return found
-
-
-def decoded(value):
-    """A header value (str or bytes) as text: 8-bit octets read as UTF-8, then RFC 2047 words
-    decoded.  A malformed encoded word leaves the value as it is (one bad Subject made SEARCH
-    and SORT fail for the whole folder); only the first MAX_DECODED_OCTETS are read (200,000
-    encoded words cost 45 s of CPU per SEARCH)."""
-    if isinstance(value, str):
-        value = value.encode("utf-8", "surrogateescape")
-    text = value[:MAX_DECODED_OCTETS].replace(b"\r\n", b"").decode("utf-8", "replace")
-    if "=?" not in text:
-        return text
-    try:
-        return str(email.header.make_header(email.header.decode_header(text)))
-    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
-        return text

@@ -16,7 +16,9 @@ from mailbox_appliance.maildir.flags import LETTER_OF
 from mailbox_appliance.maildir.names import FLAG_SEEN
 from mailbox_appliance.message import to_crlf
 
-from .headers import decoded, header_values, read_header
+from mailbox_appliance.message import decoded
+
+from .headers import header_values, read_header
 from .literals import Literal
 from .response import MONTHS
 from .selection import BadSequence, parse_sequence_set

@@ -16,10 +16,11 @@ import sys
 from collections import OrderedDict
 from typing import NamedTuple, Optional
 
-from .base_subject import base_subject
 from mailbox_appliance import address_list
+from mailbox_appliance.message import decoded
 
-from .headers import decoded, header_values, read_header
+from .base_subject import base_subject
+from .headers import header_values, read_header
 
 __all__ = ["SortError", "parse_criteria", "sort_messages", "HeaderKeys", "header_keys", "SortKeyCache"]
 

@@ -11,8 +11,10 @@ import email.utils
 import re
 from typing import NamedTuple, Optional
 
+from mailbox_appliance.message import decoded
+
 from .base_subject import base_subject
-from .headers import decoded, header_values, read_header
+from .headers import header_values, read_header
 
 __all__ = ["ThreadMessage", "ordered_subject", "references", "encode_threads", "read_messages", "ALGORITHMS"]
 

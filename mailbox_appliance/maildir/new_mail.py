@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from mailbox_appliance.atomic import create_synced, sync_dir, unlink_quietly
 from mailbox_appliance.message import crlf_size
 
-from .names import new_base_name
+from .names import new_base_name, with_flags
 
 __all__ = ["TmpFile", "write_tmp", "publish", "discard", "store"]
 
 
 @dataclass(frozen=True)
 class TmpFile:
-    """A message written and fsynced in tmp/, not yet visible in new/."""
+    """A message written and fsynced in tmp/, not yet visible in new/ (or in cur/, when it is
+    stored with flag *letters*: a Sieve script's \\Seen, RFC 5232)."""
     maildir: str
     name: str
+    letters: str = ""
 
     @property
     def tmp_path(self):
@@ -33,10 +35,12 @@ class TmpFile:
 
     @property
     def new_path(self):
+        if self.letters:
+            return os.path.join(self.maildir, "cur", with_flags(self.name, self.letters))
         return os.path.join(self.maildir, "new", self.name)
 
 
-def write_tmp(maildir, data, hostname=None, crlf_only=False):
+def write_tmp(maildir, data, hostname=None, crlf_only=False, letters=""):
     """Write *data* byte for byte to tmp/<unique name>, fsync it, return a TmpFile.
 
     The name carries S= (len of data) and W= (size with CRLF line ends), which
@@ -44,10 +48,10 @@ def write_tmp(maildir, data, hostname=None, crlf_only=False):
     mail the SMTP server checked; counting costs 0.2 ms per 100 KB).  The
     data goes out in one write from the caller's buffer (no copy, no line-end
     conversion).  On any error the partial tmp file is removed and the error
-    re-raised.
+    re-raised.  With flag *letters* it goes to cur/ when published.
     """
     name = new_base_name(len(data), len(data) if crlf_only else crlf_size(data), hostname)
-    tmp = TmpFile(os.fspath(maildir), name)
+    tmp = TmpFile(os.fspath(maildir), name, letters)
     create_synced(tmp.tmp_path, data)
     return tmp
 

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from mailbox_appliance.atomic import disk_full
 from mailbox_appliance.queue import dsn
+from mailbox_appliance.queue.outbound import Outcome
 from mailbox_appliance.queue.spool import UnknownEntry
 
 # Messages being delivered at once, and sessions at once per destination (Postfix's
@@ -27,6 +28,10 @@ MAX_ACTIVE_DELIVERIES = 100
 MAX_ACTIVE_PER_DOMAIN = 20
 # The delivery problems `status` shows (status.py): the last few, newest last.
 RECENT_PROBLEMS = 5
+
+
+class Unsignable(Exception):
+    """A message of ours that dkimpy could not sign; the text says why."""
 
 
 def _nothing():
@@ -135,15 +140,16 @@ class QueueRunner(Service):
             message = self.spool.read_message(queue_id)
         except UnknownEntry:
             return
-        outgoing = await self._signed(envelope, message)
-        by_domain = {}
-        for recipient in envelope.pending():
-            by_domain.setdefault(self.outbound.destination(recipient.address), []).append(recipient.address)
-        attempts = [defer.ensureDeferred(self._deliver_to_domain(queue_id, domain, envelope.sender, addresses, outgoing))
-                    for domain, addresses in by_domain.items()]
-        outcomes = {}
-        for result in await defer.gatherResults(attempts, consumeErrors=True):
-            outcomes.update(result)
+        try:
+            outgoing = await self._signed(envelope, message)
+        except Unsignable as problem:
+            # A domain that publishes a key asks receivers to expect its signature: unsigned
+            # mail from it may be rejected or filed as spam, so it is not sent (issue 20).
+            reply = f"550 5.6.0 Not sent: the message could not be DKIM-signed ({problem})"
+            outcomes = {recipient.address: Outcome(recipient.address, False, True, reply)
+                        for recipient in envelope.pending()}
+        else:
+            outcomes = await self._delivered(queue_id, envelope, outgoing)
         tried = []
         for recipient in envelope.pending():
             outcome = outcomes.get(recipient.address)
@@ -169,17 +175,31 @@ class QueueRunner(Service):
                           queue_id=queue_id, what=what)
             raise
 
+    async def _delivered(self, queue_id, envelope, message):
+        """Deliver *message* once to each destination of the pending recipients; {address: Outcome}."""
+        by_domain = {}
+        for recipient in envelope.pending():
+            by_domain.setdefault(self.outbound.destination(recipient.address), []).append(recipient.address)
+        attempts = [defer.ensureDeferred(self._deliver_to_domain(queue_id, domain, envelope.sender, addresses, message))
+                    for domain, addresses in by_domain.items()]
+        outcomes = {}
+        for result in await defer.gatherResults(attempts, consumeErrors=True):
+            outcomes.update(result)
+        return outcomes
+
     async def _signed(self, envelope, message):
-        """The message DKIM-signed when the signer says it is ours to sign (Signer.signs).  A
-        message dkimpy cannot sign (a malformed header) goes unsigned rather than not at all."""
+        """The message DKIM-signed when the signer says it is ours to sign (Signer.signs).
+        Raises Unsignable when dkimpy cannot sign it (a malformed header from a local program:
+        submission refuses those at DATA)."""
         if self.signer is None or not self.signer.signs(envelope, message):
             return message
         try:
             # RSA signing and canonicalisation take milliseconds: not in the reactor thread.
             return await threads.deferToThread(self.signer.sign, message, envelope.sender)
-        except Exception:
-            self.log.failure("queue {queue_id}: not DKIM-signed", queue_id=envelope.id)
-            return message
+        except Exception as problem:
+            self.log.error("queue {queue_id}: could not DKIM-sign it: {problem}",
+                           queue_id=envelope.id, problem=problem)
+            raise Unsignable(problem) from problem
 
     async def _deliver_to_domain(self, queue_id, domain, sender, addresses, message):
         per_domain = self._per_domain.setdefault(domain, defer.DeferredSemaphore(MAX_ACTIVE_PER_DOMAIN))

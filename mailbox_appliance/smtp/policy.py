@@ -19,12 +19,13 @@ the others still get it and the sender gets a report for those.  Bounces (null s
 refused: there is no one to tell.
 """
 
+import re
 import time
 from dataclasses import replace
 
 from mailbox_appliance import address_list
 from mailbox_appliance.accounts.addresses import normalize_address, split_address
-from mailbox_appliance.message import field_values
+from mailbox_appliance.message import field_values, malformed_header_line
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.smtp import headers
 from mailbox_appliance.smtp.reply import Reply
@@ -32,7 +33,6 @@ from mailbox_appliance.smtp.reply import Reply
 SUBMISSION_ROLES = ("submission", "submissions")
 # RFC 5321 §4.5.1: "Postmaster" with no domain must be accepted.
 POSTMASTER = "postmaster"
-# A From: field and its continuation lines (RFC 5322 §3.6.2).
 
 
 class Policy:
@@ -120,12 +120,19 @@ class Policy:
         return dsn.build_report(self.accounts.hostname, sender, queue_id, time.time(), message, reports)
 
     def check_author(self, session, message):
-        """On submission, the message's author must be the user: exactly one From: field, holding
+        """On submission, the header must be well formed (every line a field or a continuation),
+        and the message's author must be the user: exactly one From: field, holding
         exactly one address the user may send as (RFC 5322 §3.6.2 allows several authors, but
         then no one domain owns the message; the queue signs with the From: domain's key, so a
         forged or second From: would carry our signature, and DMARC would pass it)."""
         if self.role not in SUBMISSION_ROLES:
             return
+        broken = malformed_header_line(message)
+        if broken is not None:
+            # The queue could not DKIM-sign it, and other servers read such a header each their
+            # own way: the client that wrote it is told now, not by a bounce later.
+            raise Reply(550, "5.6.0", f"Malformed header line, neither a field nor a continuation "
+                                      f"(RFC 5322 §2.2): {_shown(broken)}")
         fields = field_values(message, b"from")
         entries = address_list.parse(fields[0].decode("utf-8", "replace")) if fields else []
         if len(fields) != 1 or len(entries) != 1 or not entries[0].host:
@@ -144,3 +151,8 @@ class Policy:
                                     protocol, queue_id, session.tls_version,
                                     [address for address, _ in transaction.recipients])
         return received + message
+
+
+def _shown(line):
+    """The start of a line of the client's message, as printable ASCII for a reply."""
+    return re.sub(rb"[^\x20-\x7e]", b"?", line[:60]).decode("ascii")

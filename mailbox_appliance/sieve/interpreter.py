@@ -1,0 +1,362 @@
+"""Running a checked Sieve script on one message (RFC 5228 §2.10): the actions it asks for.
+
+The interpreter only decides; filtering.py does what it decided.  The result is the folders to
+store the message in (each with its IMAP flags), or none when the script discarded it.  The
+implicit keep (RFC 5228 §2.10.2) stores it in INBOX unless fileinto or discard cancelled it;
+two stores into one folder are one (§2.10.3).
+
+Bounds, so a hostile script cannot stall delivery: MAX_ACTIONS actions, header values decoded
+only to message.MAX_DECODED_OCTETS, the body read for ``body`` only to MAX_BODY_OCTETS, and
+MAX_SECONDS of time per run; past any of them the run is an error, and an error keeps the
+message in INBOX (§2.10.6).
+"""
+
+import email
+import email.policy
+import re
+import time
+from dataclasses import dataclass, field
+
+from mailbox_appliance import address_list
+from mailbox_appliance.message import decoded, field_values, header_block
+from mailbox_appliance.sieve.matching import compare, fold, matches, numeric
+
+MAX_ACTIONS = 32
+MAX_BODY_OCTETS = 1024 * 1024
+MAX_SECONDS = 1.0
+MAX_VARIABLE_OCTETS = 4096            # RFC 5229 §6: an implementation may truncate values
+SUBADDRESS_SEPARATOR = "+"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*|[0-9]+)\}")
+_MATCH_TYPES = (":is", ":contains", ":matches", ":count", ":value")
+
+
+class RunError(Exception):
+    """The script could not finish: the message is kept in INBOX, and the reason logged."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str          # "" for the null sender
+    recipient: str       # the address as the client gave it (alice+tag@example.test)
+
+
+@dataclass
+class Store:
+    folder: str          # the folder's name as the script wrote it; "INBOX" for keep
+    flags: tuple = ()
+    create: bool = False
+
+
+@dataclass
+class Outcome:
+    stores: list = field(default_factory=list)
+    actions: int = 0
+
+
+class _Stop(Exception):
+    """The stop command (RFC 5228 §3.3)."""
+
+
+class _Run:
+    def __init__(self, commands, message, envelope, folder_exists, clock):
+        self.message, self.envelope, self.folder_exists = message, envelope, folder_exists
+        self.clock = clock
+        self.deadline = clock() + MAX_SECONDS
+        self.variables = {}
+        self.match_values = []
+        self.flags = []
+        self.keep = True              # the implicit keep
+        self.outcome = Outcome()
+        self.uses_variables = any(node.name == "require" and "variables" in node.positional[0] for node in commands)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def block(self, commands):
+        taken = False                 # whether the last if/elsif in this chain ran its block
+        for node in commands:
+            self.tick()
+            if node.name == "if":
+                taken = self.test(node.tests[0])
+                if taken:
+                    self.block(node.block)
+            elif node.name in ("elsif", "else"):
+                if not taken and (node.name == "else" or self.test(node.tests[0])):
+                    taken = True
+                    self.block(node.block)
+            else:
+                getattr(self, "do_" + node.name)(node)
+
+    def do_require(self, node):
+        """Checked before the run."""
+
+    def do_stop(self, node):
+        raise _Stop()
+
+    def do_keep(self, node):
+        self.store("INBOX", node)
+
+    def do_discard(self, node):
+        self.action()
+        self.keep = False
+
+    def do_fileinto(self, node):
+        self.store(self.expand(node.positional[0]), node, create=":create" in node.tagged)
+        if ":copy" not in node.tagged:
+            self.keep = False
+
+    def do_setflag(self, node):
+        self.set_flags(node, lambda current, given: given)
+
+    def do_addflag(self, node):
+        self.set_flags(node, lambda current, given: current + [flag for flag in given if flag.lower() not in
+                                                                 {known.lower() for known in current}])
+
+    def do_removeflag(self, node):
+        self.set_flags(node, lambda current, given: [flag for flag in current if flag.lower() not in
+                                                     {removed.lower() for removed in given}])
+
+    def do_set(self, node):
+        name, value = node.positional[0].lower(), self.expand(node.positional[1])
+        for modifier in (":lower", ":upper", ":lowerfirst", ":upperfirst", ":quotewildcard", ":length"):
+            if modifier in node.tagged:
+                value = _MODIFIERS[modifier](value)
+        self.variables[name] = value[:MAX_VARIABLE_OCTETS]
+
+    def set_flags(self, node, change):
+        variable, given = node.positional
+        given = _flag_list(self.expand(flag) for flag in given)
+        if variable is None:
+            self.flags = change(self.flags, given)
+        else:
+            name = variable.lower()
+            self.variables[name] = " ".join(change(_flag_list([self.variables.get(name, "")]), given))
+
+    def store(self, folder, node, create=False):
+        if node is not _IMPLICIT_KEEP:
+            self.action()
+        flags = (_flag_list(self.expand(flag) for flag in node.tagged[":flags"]) if ":flags" in node.tagged
+                 else list(self.flags))
+        for existing in self.outcome.stores:
+            if existing.folder == folder:
+                existing.flags = tuple(dict.fromkeys(existing.flags + tuple(flags)))
+                existing.create = existing.create or create
+                return
+        self.outcome.stores.append(Store(folder, tuple(flags), create))
+
+    def action(self):
+        self.outcome.actions += 1
+        if self.outcome.actions > MAX_ACTIONS:
+            raise RunError(f"more than {MAX_ACTIONS} actions")
+
+    def tick(self):
+        if self.clock() > self.deadline:
+            raise RunError(f"the script ran longer than {MAX_SECONDS} s")
+
+    # -- tests -------------------------------------------------------------------------------
+
+    def test(self, node):
+        self.tick()
+        return getattr(self, "test_" + node.name)(node)
+
+    def test_true(self, node):
+        return True
+
+    def test_false(self, node):
+        return False
+
+    def test_not(self, node):
+        return not self.test(node.tests[0])
+
+    def test_allof(self, node):
+        return all(self.test(test) for test in node.tests)
+
+    def test_anyof(self, node):
+        return any(self.test(test) for test in node.tests)
+
+    def test_exists(self, node):
+        return all(field_values(self.header, name.lower().encode("utf-8")) for name in self.strings(node.positional[0]))
+
+    def test_size(self, node):
+        limit = node.positional[0]
+        return len(self.message) > limit if ":over" in node.tagged else len(self.message) < limit
+
+    def test_header(self, node):
+        # RFC 5228 §5.7: the value without its leading and trailing white space.
+        values = [decoded(value).strip() for name in self.strings(node.positional[0])
+                  for value in field_values(self.header, name.lower().encode("utf-8"))]
+        return self.match(node, values, node.positional[1])
+
+    def test_address(self, node):
+        values = []
+        for name in self.strings(node.positional[0]):
+            for value in field_values(self.header, name.lower().encode("utf-8")):
+                for entry in address_list.parse(decoded(value)):
+                    if entry.host is not None:
+                        values.append(_address_part(node, entry.mailbox or "", entry.host))
+        return self.match(node, [value for value in values if value is not None], node.positional[1])
+
+    def test_envelope(self, node):
+        values = []
+        for part in self.strings(node.positional[0]):
+            address = {"from": self.envelope.sender, "to": self.envelope.recipient}.get(part.lower())
+            if address is None:
+                continue
+            if address == "":
+                # RFC 5228 §5.4: the null reverse-path matches "" whatever the address part.
+                values.append("")
+            else:
+                local, _, domain = address.rpartition("@")
+                values.append(_address_part(node, local, domain))
+        return self.match(node, [value for value in values if value is not None], node.positional[1])
+
+    def test_body(self, node):
+        return self.match(node, [self.body(node)], node.positional[0])
+
+    def test_string(self, node):
+        return self.match(node, self.strings(node.positional[0]), node.positional[1])
+
+    def test_hasflag(self, node):
+        variables, wanted = node.positional
+        if variables is None:
+            current = self.flags
+        else:
+            current = _flag_list(self.variables.get(name.lower(), "") for name in variables)
+        return self.match(node, current, wanted)
+
+    def test_mailboxexists(self, node):
+        return all(self.folder_exists(name) for name in self.strings(node.positional[0]))
+
+    def match(self, node, values, keys):
+        """RFC 5228 §2.7: true when any value matches any key; ${0}... set by :matches."""
+        keys = self.strings(keys)
+        match_type = next((name for name in _MATCH_TYPES if name in node.tagged), ":is")
+        comparator = node.tagged.get(":comparator", "i;ascii-casemap")
+        if match_type == ":count":
+            return any(compare("i;ascii-numeric", node.tagged[":count"], str(len(values)), key) for key in keys)
+        for value in values:
+            for key in keys:
+                self.tick()
+                if match_type == ":matches":
+                    captured = matches(comparator, value, key)
+                    if captured is not None:
+                        self.match_values = [value] + captured
+                        return True
+                elif match_type == ":value":
+                    if compare(comparator, node.tagged[":value"], value, key):
+                        return True
+                elif match_type == ":contains":
+                    if fold(comparator, key) in fold(comparator, value):
+                        return True
+                elif comparator == "i;ascii-numeric":
+                    if numeric(value) == numeric(key):
+                        return True
+                elif fold(comparator, value) == fold(comparator, key):
+                    return True
+        return False
+
+    # -- strings and the message -------------------------------------------------------------
+
+    def strings(self, values):
+        return [self.expand(value) for value in values]
+
+    def expand(self, text):
+        """RFC 5229 §3: ${name} and ${N} in a string, when the script requires variables."""
+        if not self.uses_variables or "${" not in text:
+            return text
+
+        def value(found):
+            name = found.group(1).lower()
+            if name.isdigit():
+                index = int(name)
+                return self.match_values[index] if index < len(self.match_values) else ""
+            return self.variables.get(name, "")
+        return _VARIABLE.sub(value, text)
+
+    @property
+    def header(self):
+        return header_block(self.message)
+
+    def body(self, node):
+        """The text the body test reads (RFC 5173 §5): the raw body, or the text of its parts."""
+        header = header_block(self.message)
+        raw = self.message[len(header) + 2:len(header) + 2 + MAX_BODY_OCTETS]
+        if ":raw" in node.tagged:
+            return raw.decode("utf-8", "replace")
+        wanted = [kind.lower() for kind in node.tagged.get(":content", ["text"])]
+        parsed = email.message_from_bytes(self.message[:len(header) + 2 + MAX_BODY_OCTETS], policy=email.policy.compat32)
+        texts = []
+        for part in parsed.walk():
+            if part.is_multipart():
+                continue
+            kind = part.get_content_type()
+            if not any(want == "" or kind == want or kind.split("/")[0] == want for want in wanted):
+                continue
+            payload = part.get_payload(decode=True) or b""
+            texts.append(payload.decode(part.get_content_charset() or "utf-8", "replace")
+                         if _known_charset(part.get_content_charset()) else payload.decode("utf-8", "replace"))
+        return "\n".join(texts)
+
+
+def _known_charset(name):
+    try:
+        return name is not None and bool("".encode(name))
+    except LookupError:
+        return False
+
+
+def _address_part(node, local, domain):
+    """RFC 5228 §2.7.4 and RFC 5233: the part of an address a test compares; None when it asks
+    for a :detail the address does not have."""
+    if ":localpart" in node.tagged:
+        return local
+    if ":domain" in node.tagged:
+        return domain
+    if ":user" in node.tagged:
+        return local.split(SUBADDRESS_SEPARATOR, 1)[0]
+    if ":detail" in node.tagged:
+        return local.split(SUBADDRESS_SEPARATOR, 1)[1] if SUBADDRESS_SEPARATOR in local else None
+    return f"{local}@{domain}" if domain else local
+
+
+def _flag_list(strings):
+    """RFC 5232 §3: flags are space-separated within strings; duplicates go (case-insensitive)."""
+    seen, flags = set(), []
+    for text in strings:
+        for flag in text.split():
+            if flag.lower() not in seen:
+                seen.add(flag.lower())
+                flags.append(flag)
+    return flags
+
+
+_MODIFIERS = {
+    ":lower": str.lower, ":upper": str.upper,
+    ":lowerfirst": lambda value: value[:1].lower() + value[1:],
+    ":upperfirst": lambda value: value[:1].upper() + value[1:],
+    ":quotewildcard": lambda value: re.sub(r"([*?\\])", r"\\\1", value),
+    ":length": lambda value: str(len(value)),
+}
+
+
+def run(commands, message, envelope, folder_exists=lambda name: True, clock=time.monotonic):
+    """The Outcome of checked *commands* on *message* (CRLF bytes) with *envelope*; raises
+    RunError (the caller keeps the message in INBOX and logs why)."""
+    state = _Run(commands, message, envelope, folder_exists, clock)
+    try:
+        state.block(commands)
+    except _Stop:
+        pass
+    except RecursionError as problem:       # checked scripts nest at most grammar.MAX_NESTING
+        raise RunError("the script nests too deep") from problem
+    if state.keep:
+        state.store("INBOX", _IMPLICIT_KEEP)
+    return state.outcome
+
+
+class _ImplicitKeep:
+    """Stands for the keep no command asked for: no action counted, the current flags
+    (RFC 5232 §5)."""
+    tagged = {}
+
+
+_IMPLICIT_KEEP = _ImplicitKeep()
