@@ -238,6 +238,7 @@ class ListenSettings:
     imaps: str
     pop3: str
     pop3s: str
+    managesieve: str
 
     IMPLICIT_TLS = ("submissions", "imaps", "pop3s")
 
@@ -245,7 +246,7 @@ class ListenSettings:
         """(name, endpoint string, implicit TLS?) for every enabled listener."""
         return [
             (name, getattr(self, name), name in self.IMPLICIT_TLS)
-            for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+            for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve")
             if getattr(self, name)
         ]
 
@@ -343,6 +344,7 @@ SCHEMA = {
         "imaps": Setting(_endpoint_parser(True), f"tcp:1993:{_LOOPBACK}"),
         "pop3": Setting(_endpoint_parser(False), f"tcp:1110:{_LOOPBACK}"),
         "pop3s": Setting(_endpoint_parser(True), f"tcp:1995:{_LOOPBACK}"),
+        "managesieve": Setting(_endpoint_parser(False), f"tcp:14190:{_LOOPBACK}"),
     },
     "tls": {
         "certificate": Setting(parse_path, "tls/certificate.pem", relative_to_data_dir=True),

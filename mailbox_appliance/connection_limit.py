@@ -26,6 +26,7 @@ BUSY_LINES = {
     "smtp": b"421 4.7.0 %s; try again later\r\n",
     "imap": b"* BYE %s; try again later\r\n",
     "pop3": b"-ERR [SYS/TEMP] %s; try again later\r\n",
+    "managesieve": b'BYE (TRYLATER) "%s; try again later"\r\n',
 }
 
 TOO_MANY = "Too many connections"

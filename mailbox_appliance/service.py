@@ -24,6 +24,7 @@ from mailbox_appliance.group_commit import GroupCommitter
 from mailbox_appliance.imap.server import IMAPFactory
 from mailbox_appliance.login_throttle import LoginThrottle
 from mailbox_appliance.maildrop.pickup import Pickup
+from mailbox_appliance.managesieve.server import ManageSieveFactory
 from mailbox_appliance.maildir.mailbox import FolderRegistry
 from mailbox_appliance.pop3.server import POP3Factory
 from mailbox_appliance.queue.control import QueueControl
@@ -174,7 +175,8 @@ def makeService(settings, reactor=None):
     gate = LoginGate(Portal(realm, [checker]), throttle, reactor, last_logins.record)
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
-    filters = SieveFilter(data_dir, SieveScripts(data_dir), quotas)
+    scripts = SieveScripts(data_dir)
+    filters = SieveFilter(data_dir, scripts, quotas)
     delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas, filters)
     # One DNS resolver (cached): the queue's MX lookups and port 25's sender checks.
     resolver = make_resolver(settings.outbound.resolver)
@@ -195,6 +197,7 @@ def makeService(settings, reactor=None):
                                               implicit_tls=True)),
         "pop3": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor)),
         "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),
+        "managesieve": ("managesieve", lambda: ManageSieveFactory(settings, gate, scripts, tls_context, reactor)),
     }
     connections = ConnectionLimit(limits.max_connections, limits.max_connections_per_address,
                                   limits.max_connection_rate, reactor)

@@ -1,4 +1,4 @@
-"""The session rules SMTP, IMAP and POP3 share: STARTTLS that drops what was pipelined behind it,
+"""The session rules SMTP, IMAP, POP3 and ManageSieve share: STARTTLS that drops what was pipelined behind it,
 no password before TLS, and login through the portal with the failed-login throttle.
 
 Each protocol words its own replies (SMTP 538/454/535, IMAP NO [PRIVACYREQUIRED]/[UNAVAILABLE]/
@@ -6,8 +6,11 @@ Each protocol words its own replies (SMTP 538/454/535, IMAP NO [PRIVACYREQUIRED]
 once, so the three cannot drift apart.
 """
 
+import secrets
+
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from mailbox_appliance.flow_control import LOGIN_DEADLINE_SECONDS
@@ -141,6 +144,40 @@ class SecureSession:
     log = Logger()
     commands_before_login = 0
 
+    def take_factory(self, factory):
+        """For a session whose factory carries ``gate``, ``clock`` and ``implicit_tls`` (POP3,
+        ManageSieve): the attributes this mix-in and TimeoutMixin use."""
+        self.factory = factory
+        self.gate = factory.gate
+        self.callLater = factory.clock.callLater
+        self.secure = factory.implicit_tls
+        self.session_id = secrets.token_hex(4)
+
+    def opened(self, idle_timeout):
+        """At connectionMade: the client's address, and the idle timer started."""
+        peer = self.transport.getPeer()
+        self.client_address = getattr(peer, "host", str(peer))
+        self.setTimeout(idle_timeout)
+
+    def closed(self):
+        """At connectionLost: the gate forgets the session, the idle timer stops."""
+        self.gate.session_ended(self)
+        self.setTimeout(None)
+
+    def log_in_paused(self, credentials, interface, logged_in, refused):
+        """log_in with reading paused while the password is checked (pipelined commands wait in
+        the kernel; the session resumes reading once it has answered, unless it has closed).
+        Then ``logged_in(avatar)``, or ``refused(reason)`` with the LoginRefused reason; an
+        unexpected error, in the check or in *logged_in*, is logged and refused as UNAVAILABLE."""
+        self.transport.pauseProducing()
+
+        def failed(failure):
+            if not failure.check(LoginRefused):
+                self.log.failure("{protocol} session {session}: unexpected error", failure,
+                                 protocol=self.protocol_name, session=self.session_id)
+            refused(failure.value.reason if failure.check(LoginRefused) else UNAVAILABLE)
+        self.log_in(credentials, interface).addCallback(logged_in).addErrback(failed)
+
     def may_run_before_login(self, limit, what="commands without logging in"):
         """Count one more command sent before login; once there have been more than *limit*
         ([limits] max_commands_before_login) the session is ended and False returned: a client
@@ -194,3 +231,23 @@ class SecureSession:
     def _tell_connection(self, avatar):
         self.transport.logged_in()
         return avatar
+
+
+class SessionFactory(ServerFactory):
+    """Builds sessions of ``protocol`` (a SecureSession taking its factory, as POP3 and
+    ManageSieve do) with what they share: the host name, the limits, the LoginGate, TLS."""
+
+    protocol = None
+
+    def __init__(self, settings, gate, tls_context, clock, implicit_tls=False):
+        """*gate* is the LoginGate; *tls_context* offered by STARTTLS unless *implicit_tls*."""
+        self.hostname = settings.server.hostname
+        self.max_line_length = settings.limits.max_line_length
+        self.max_commands_before_login = settings.limits.max_commands_before_login
+        self.gate = gate
+        self.tls_context = None if implicit_tls else tls_context
+        self.implicit_tls = implicit_tls
+        self.clock = clock
+
+    def buildProtocol(self, addr):
+        return self.protocol(self)

@@ -45,6 +45,7 @@ ALLOWED = {
     "maildrop": {"address_list", "atomic", "message", "smtp"},
     "sendmail": {"address_list", "admin", "config", "maildrop", "message"},
     "sieve": {"address_list", "atomic", "interfaces", "maildir", "message"},
+    "managesieve": {"accounts", "atomic", "interfaces", "session_security", "sieve"},
     "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "message", "queue", "sieve", "tls"},
     "service": EVERY_PART,
 }

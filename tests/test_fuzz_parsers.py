@@ -17,6 +17,7 @@ from mailbox_appliance.imap.search import SearchError, parse_search
 from mailbox_appliance.imap.structure import Part
 from mailbox_appliance.maildir.keywords import Keywords
 from mailbox_appliance.maildir.uidlist import UidList, UidListError
+from mailbox_appliance.managesieve.syntax import CommandError, read_command
 from mailbox_appliance.message import unstuff
 from mailbox_appliance.login_throttle import LoginThrottle
 from mailbox_appliance.pop3.server import POP3Factory
@@ -152,6 +153,22 @@ def test_sieve_scripts(script):
         run_sieve(commands, b"Subject: a\r\n\r\nbody\r\n", SieveEnvelope("a@b.test", "c@d.test"))
     except RunError:
         pass
+
+
+@FUZZ
+@given(octets)
+@example(b'PUTSCRIPT "a" {3+}\r\nabc\r\n')
+@example(b"{99999999999+}\r\n")
+def test_managesieve_commands(data):
+    """ManageSieve's command reader: a command and the octets it used, None (more needed), or a
+    CommandError; never past the end, never without progress."""
+    try:
+        command = read_command(data, 1000)
+    except CommandError as problem:
+        assert problem.skip is None or 0 < problem.skip <= len(data)
+        return
+    if command is not None:
+        assert 0 < command[2] <= len(data)
 
 
 def _pop3_session():

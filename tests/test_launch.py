@@ -13,6 +13,7 @@ GREETINGS = {
     "smtp": b"220 ", "submission": b"220 ", "submissions": b"220 ",
     "imap": b"* OK", "imaps": b"* OK",
     "pop3": b"+OK", "pop3s": b"+OK",
+    "managesieve": b'"IMPLEMENTATION" "mailbox-appliance"',
 }
 IMPLICIT_TLS = {"submissions", "imaps", "pop3s"}
 
@@ -73,7 +74,7 @@ def test_built_in_defaults_serve_a_demo(tmp_path):
     demo = Appliance(cwd=str(tmp_path))
     try:
         assert demo.ports == {"smtp": 2525, "submission": 2587, "submissions": 2465,
-                              "imap": 1143, "imaps": 1993, "pop3": 1110, "pop3s": 1995}
+                              "imap": 1143, "imaps": 1993, "pop3": 1110, "pop3s": 1995, "managesieve": 14190}
         assert all("127.0.0.1:" in line for line in demo.lines if " listening on " in line)
         assert os.path.exists(tmp_path / "mailbox-data" / "tls" / "certificate.pem")
         assert os.stat(tmp_path / "mailbox-data" / "tls" / "private-key.pem").st_mode & 0o077 == 0

@@ -10,10 +10,8 @@ nothing of it, so this module is its own small protocol on Twisted's transports,
 portal and TimeoutMixin, like the SMTP server.
 """
 
-import secrets
-
 from twisted.cred.credentials import UsernamePassword
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
@@ -21,7 +19,7 @@ from mailbox_appliance.accounts.sasl import MalformedResponse, plain_credentials
 from mailbox_appliance.interfaces import IMailUser
 from mailbox_appliance.message import dot_stuff
 from mailbox_appliance.pop3.mailbox import Gone, NoSuchMessage, POP3Mailbox
-from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, LoginRefused, SecureSession
+from mailbox_appliance.session_security import LOCKED_OUT, WRONG_CREDENTIALS, SecureSession, SessionFactory
 
 # RFC 1939 §3: an inactivity timer of at least 10 minutes.
 IDLE_TIMEOUT_SECONDS = 600
@@ -33,11 +31,7 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
     protocol_name = "pop3"
 
     def __init__(self, factory):
-        self.factory = factory
-        self.gate = factory.gate
-        self.callLater = factory.clock.callLater
-        self.secure = factory.implicit_tls
-        self.session_id = secrets.token_hex(4)
+        self.take_factory(factory)
         self._buffer = b""
         self._state = "authorization"      # authorization | auth | transaction | busy | closed
         self._user = None
@@ -49,15 +43,12 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
     # -- connection -----------------------------------------------------------------------
 
     def connectionMade(self):
-        peer = self.transport.getPeer()
-        self.client_address = getattr(peer, "host", str(peer))
-        self.setTimeout(IDLE_TIMEOUT_SECONDS)
+        self.opened(IDLE_TIMEOUT_SECONDS)
         self._ok(f"{self.factory.hostname} POP3 mailbox-appliance ready")
 
     def connectionLost(self, reason):
         # A session that ends without QUIT never enters the UPDATE state: nothing is deleted.
-        self.gate.session_ended(self)
-        self.setTimeout(None)
+        self.closed()
         self._state = "closed"
 
     def timeoutConnection(self):
@@ -205,12 +196,8 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
         self._login(credentials)
 
     def _login(self, credentials):
-        # Stop reading while the password is checked: pipelined input waits in the kernel.
         self._state = "busy"
-        self.transport.pauseProducing()
-        result = self.log_in(credentials, IMailUser)
-        result.addCallbacks(self._logged_in, self._login_failed)
-        result.addErrback(self._unexpected)
+        self.log_in_paused(credentials, IMailUser, self._logged_in, self._login_refused)
 
     def _logged_in(self, user):
         self.mailbox = POP3Mailbox(user.folders.open(user.maildir))
@@ -218,11 +205,10 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
         numbers = self.mailbox.numbers()
         self._resume("transaction", f"Logged in, {len(numbers)} messages")
 
-    def _login_failed(self, failure):
-        failure.trap(LoginRefused)
-        if failure.value.reason == WRONG_CREDENTIALS:
+    def _login_refused(self, reason):
+        if reason == WRONG_CREDENTIALS:
             self._resume("authorization", None, "[AUTH] Authentication failed")
-        elif failure.value.reason == LOCKED_OUT:
+        elif reason == LOCKED_OUT:
             self._resume("authorization", None, "[SYS/TEMP] Too many failed logins from your address; try again later")
         else:
             self._resume("authorization", None, "[SYS/TEMP] Login is not possible right now; try again later")
@@ -237,10 +223,6 @@ class POP3Server(SecureSession, Protocol, TimeoutMixin):
         else:
             self._err(error)
         self._process()
-
-    def _unexpected(self, failure):
-        self.log.failure("pop3 session {session}: unexpected error", failure, session=self.session_id)
-        self._resume("authorization", None, "[SYS/TEMP] Internal error; try again later")
 
     def authorization_QUIT(self, argument):
         self._ok("Bye")
@@ -336,19 +318,8 @@ def _top(data, body_lines):
     return data[:end + 4] + b"".join(line + b"\r\n" for line in lines[:body_lines])
 
 
-class POP3Factory(ServerFactory):
-    """Builds POP3 sessions; INBOX state is shared with the IMAP server through the registry."""
+class POP3Factory(SessionFactory):
+    """Builds POP3 sessions; INBOX state is shared with the IMAP server through the registry
+    (the realm behind the gate hands each login its Maildir and the folder registry)."""
 
-    def __init__(self, settings, gate, tls_context, clock, implicit_tls=False):
-        """*gate* is the session_security.LoginGate; the realm behind it hands each login its
-        Maildir and the folder registry the IMAP sessions share."""
-        self.hostname = settings.server.hostname
-        self.max_line_length = settings.limits.max_line_length
-        self.max_commands_before_login = settings.limits.max_commands_before_login
-        self.gate = gate
-        self.tls_context = None if implicit_tls else tls_context
-        self.implicit_tls = implicit_tls
-        self.clock = clock
-
-    def buildProtocol(self, addr):
-        return POP3Server(self)
+    protocol = POP3Server

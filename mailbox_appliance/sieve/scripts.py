@@ -28,6 +28,10 @@ class ScriptError(Exception):
     """A script operation refused; the text says why (ManageSieve and the admin show it)."""
 
 
+class NoSuchScript(ScriptError):
+    """The user has no script of that name (ManageSieve's NONEXISTENT)."""
+
+
 def check_name(name):
     """RFC 5804 §1.6: a script name is UTF-8 without control characters; here also without "/",
     not starting with ".", at most MAX_NAME_LENGTH characters."""
@@ -72,7 +76,7 @@ class SieveScripts:
             with open(self._path(address, name), "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
-            raise ScriptError(f"there is no script {name!r}") from None
+            raise NoSuchScript(f"there is no script {name!r}") from None
 
     def put(self, address, name, script):
         check(script)
@@ -96,7 +100,7 @@ class SieveScripts:
             unlink_quietly(link)
         else:
             if not os.path.exists(self._path(address, name)):
-                raise ScriptError(f"there is no script {name!r}")
+                raise NoSuchScript(f"there is no script {name!r}")
             temporary = os.path.join(directory, f".active.{secrets.token_hex(8)}")
             os.symlink(name + SUFFIX, temporary)
             os.rename(temporary, link)
@@ -107,14 +111,14 @@ class SieveScripts:
             raise ScriptError(f"{name!r} is the active script: activate another one (or none) first")
         path = self._path(address, name)
         if not os.path.exists(path):
-            raise ScriptError(f"there is no script {name!r}")
+            raise NoSuchScript(f"there is no script {name!r}")
         os.unlink(path)
         sync_dir(os.path.dirname(path))
 
     def rename(self, address, old, new):
         source, target = self._path(address, old), self._path(address, new)
         if not os.path.exists(source):
-            raise ScriptError(f"there is no script {old!r}")
+            raise NoSuchScript(f"there is no script {old!r}")
         if os.path.exists(target):
             raise ScriptError(f"a script {new!r} exists already")
         was_active = self.active_name(address) == old
