@@ -1,7 +1,7 @@
 """Run each parser fuzz target of tests/test_fuzz_parsers.py for as long as asked, with new
 inputs every round, until a failure.
 
-    .venv/bin/python fuzz/parsers.py --minutes 10 [--only NAME]
+    .venv/bin/python fuzz/parsers.py --minutes 10 [--only NAME ...]
 
 Each round is one pytest run of one target with FUZZ_EXAMPLES examples and a new
 --hypothesis-seed; prints each target's rounds and examples, and on a failure pytest's output
@@ -32,11 +32,11 @@ def targets():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10, help="for each target")
-    parser.add_argument("--only", help="one target's name")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these targets only")
     options = parser.parse_args()
     environment = dict(os.environ, FUZZ_EXAMPLES=str(EXAMPLES_PER_ROUND))
     seed = int(time.time())
-    for name in [options.only] if options.only else targets():
+    for name in options.only or targets():
         deadline = time.monotonic() + options.minutes * 60
         rounds = 0
         while time.monotonic() < deadline:
