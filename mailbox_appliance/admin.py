@@ -413,6 +413,57 @@ def sieve_delete(arguments, settings):
     return f"script {arguments.name} of {address} deleted"
 
 
+VACATION_SCRIPT = "vacation"
+_PREVIOUS = "# previously active: "
+
+
+def vacation(arguments, settings):
+    return (vacation_on if arguments.state == "on" else vacation_off)(arguments, settings)
+
+
+def vacation_on(arguments, settings):
+    """The admin's shortcut for an out-of-office reply: a script "vacation", made active.  A
+    user's other active script is only replaced with --replace, and comes back with `off`."""
+    address, scripts = _sieve_scripts(arguments, settings)
+    active = scripts.active_name(address)
+    if active not in (None, VACATION_SCRIPT) and not arguments.replace:
+        raise AdminError(f"{address} has the active script {active!r}: add a vacation command to it "
+                         f"(sieve show / sieve put), or give --replace to run only the vacation until `vacation "
+                         f"{address} off` brings {active!r} back")
+    reason = sys.stdin.read().strip()
+    if not reason:
+        raise AdminError("no reply text: give the message on standard input")
+    tags = f":days {arguments.days}"
+    if arguments.subject:
+        tags += f" :subject {_sieve_string(arguments.subject)}"
+    if arguments.sender:
+        tags += f" :from {_sieve_string(arguments.sender)}"
+    previous = f"{_PREVIOUS}{active}\n" if active not in (None, VACATION_SCRIPT) else ""
+    script = f'{previous}require "vacation";\nvacation {tags} {_sieve_string(reason)};\n'
+    _sieve_errors(lambda: scripts.put(address, VACATION_SCRIPT, script.encode("utf-8")))
+    _sieve_errors(lambda: scripts.activate(address, VACATION_SCRIPT))
+    return f"vacation reply on for {address} (each sender answered at most once in {arguments.days} days)"
+
+
+def vacation_off(arguments, settings):
+    address, scripts = _sieve_scripts(arguments, settings)
+    if scripts.active_name(address) != VACATION_SCRIPT:
+        raise AdminError(f"{address} has no vacation reply on")
+    first = scripts.get(address, VACATION_SCRIPT).decode("utf-8", "replace").split("\n", 1)[0]
+    previous = first[len(_PREVIOUS):] if first.startswith(_PREVIOUS) else None
+    _sieve_errors(lambda: scripts.activate(address, previous))
+    _sieve_errors(lambda: scripts.delete(address, VACATION_SCRIPT))
+    return f"vacation reply off for {address}" + (f"; script {previous} is active again" if previous else "")
+
+
+def _sieve_string(text):
+    """*text* as a Sieve string: quoted, or a multi-line text: (RFC 5228 §2.4.2)."""
+    if "\n" in text or "\r" in text:
+        lines = text.replace("\r\n", "\n").split("\n")
+        return "text:\n" + "".join(("." + line if line.startswith(".") else line) + "\n" for line in lines) + ".\n"
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 # -- DKIM ----------------------------------------------------------------------------------------
 
 
@@ -534,7 +585,7 @@ def _parser():
     parser = argparse.ArgumentParser(prog="mailbox-appliance-admin", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mailbox-appliance {__version__}")
     parser.add_argument("--config", "-c", help=f"the INI configuration file (default: ${config.CONFIG_ENVIRONMENT_VARIABLE}, else the built-in defaults)")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,sieve,import-dovecot,check-config,status,who,kick,auth}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,sieve,vacation,import-dovecot,check-config,status,who,kick,auth}")
 
     def command(subparsers, name, handler, help_text):
         sub = subparsers.add_parser(name, help=help_text)
@@ -601,6 +652,14 @@ def _parser():
     sub = command(sieve, "activate", sieve_activate, "make a script the one that runs; no name: none runs")
     sub.add_argument("address")
     sub.add_argument("name", nargs="?")
+    sub = command(groups, "vacation", vacation, "a user's out-of-office reply: vacation ADDRESS on|off "
+                  "(on: the reply's text on standard input)")
+    sub.add_argument("address")
+    sub.add_argument("state", choices=["on", "off"])
+    sub.add_argument("--subject", help="the reply's subject (default: Auto: and the original subject)")
+    sub.add_argument("--days", type=int, default=7, help="answer each sender at most once in this many days (7)")
+    sub.add_argument("--from", dest="sender", help="the reply's From: (default: the user's address)")
+    sub.add_argument("--replace", action="store_true", help="run it instead of the user's active script until off")
     dkim = groups.add_parser("dkim", help="DKIM signing keys").add_subparsers(dest="action", required=True)
     for name, handler, help_text in (("keygen", dkim_keygen, "make a signing key and print the DNS records"),
                                      ("show", dkim_show, "print the DNS records of an existing key")):

@@ -63,7 +63,8 @@ class Delivery:
         recipients; *committer* (group_commit.GroupCommitter) makes every write durable;
         *quotas* (IQuotas) is charged for each local copy (the SMTP policy checked it fits,
         in this same reactor turn; a report is never refused); *filters*
-        (sieve.filtering.SieveFilter) says where each local copy goes."""
+        (sieve.filtering.SieveFilter) says where each local copy goes, and what its user's
+        script sends."""
         self.data_dir = data_dir
         self.hostname = hostname
         self.accounts = accounts
@@ -82,21 +83,29 @@ class Delivery:
             for mailbox in resolution.local:
                 local.setdefault(mailbox, (address, resolution.folder))
             remote.update(dict.fromkeys(resolution.remote))
-        jobs, staged, charged = [], None, {}
+        jobs, staged, charged = [], [], {}
+
+        def store(mailbox, folder, data, letters=""):
+            jobs.append(MaildirJob(self._maildir(mailbox, folder), data, self.hostname, crlf_only, letters))
+            charged[mailbox] = charged.get(mailbox, 0) + len(data)
+            self.quotas.charge(mailbox, len(data))
+
         if local:
             # RFC 5321 §4.4: the final delivery adds Return-Path with the envelope sender.
             local_copy = return_path(sender) + message
             for mailbox, (address, folder) in local.items():
-                stores = (self.filters.stores(queue_id, mailbox, sender, address, local_copy, folder)
-                          if self.filters is not None else [(folder, "")])
-                jobs += [MaildirJob(self._maildir(mailbox, store_folder), local_copy, self.hostname, crlf_only,
-                                    letters) for store_folder, letters in stores]
-                charged[mailbox] = len(local_copy) * len(stores)
-                self.quotas.charge(mailbox, charged[mailbox])
+                if self.filters is None:
+                    store(mailbox, folder, local_copy)
+                    continue
+                decision = self.filters.decide(queue_id, mailbox, sender, address, local_copy, folder)
+                for store_folder, letters in decision.stores:
+                    store(mailbox, store_folder, local_copy, letters)
+                for outgoing in decision.outgoing:
+                    self._send(outgoing, mailbox, store, staged)
         if remote:
-            staged = self.spool.stage(sender, list(remote), message, received_from=received_from, entry_id=queue_id)
-            jobs.append(staged)
-        result = self.committer.commit(jobs)
+            staged.append(self.spool.stage(sender, list(remote), message, received_from=received_from,
+                                           entry_id=queue_id))
+        result = self.committer.commit(jobs + staged)
 
         def not_stored(failure):
             for mailbox, size in charged.items():
@@ -105,9 +114,27 @@ class Delivery:
 
         def stored(_):
             # No log line here: the caller's one line per transaction names the queue id.
-            if staged is not None:
-                self.spool.announce(staged.envelope)
+            for entry in staged:
+                self.spool.announce(entry.envelope)
         return result.addCallbacks(stored, not_stored)
+
+    def _send(self, outgoing, mailbox, store, staged):
+        """What *mailbox*'s Sieve script sends, in the same commit as the message: local
+        recipients' copies straight into their default folder (their own scripts do not run on
+        it, so two scripts cannot bounce mail between them), a queue entry for the rest.  The
+        queue signs it with the user's DKIM key when its From: is theirs (a vacation reply)."""
+        remote = []
+        for recipient in outgoing.recipients:
+            resolution = self.accounts.resolve(recipient)
+            if resolution is None:
+                remote.append(recipient)
+                continue
+            for target in resolution.local:
+                store(target, resolution.folder, return_path(outgoing.sender) + outgoing.message)
+            remote += resolution.remote
+        if remote:
+            origin = {"client": "localhost", "helo": None, "user": mailbox, "session": "sieve"}
+            staged.append(self.spool.stage(outgoing.sender, remote, outgoing.message, received_from=origin))
 
     def deliver_report(self, recipient, message):
         resolution = self.accounts.resolve(recipient)

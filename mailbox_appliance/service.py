@@ -38,6 +38,7 @@ from mailbox_appliance.quota import Quotas
 from mailbox_appliance.realm import MailRealm
 from mailbox_appliance.session_security import LoginGate
 from mailbox_appliance.spam.dnsbl import Blocklists
+from mailbox_appliance.srs import SenderRewriting
 from mailbox_appliance.spam.learning import LearningQueue
 from mailbox_appliance.spam.rspamd import Rspamd
 from mailbox_appliance.status import ApplianceStatus
@@ -176,7 +177,8 @@ def makeService(settings, reactor=None):
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
     scripts = SieveScripts(data_dir)
-    filters = SieveFilter(data_dir, scripts, quotas)
+    rewriting = SenderRewriting(data_dir)
+    filters = SieveFilter(data_dir, settings.server.hostname, scripts, quotas, accounts, rewriting)
     delivery = Delivery(data_dir, settings.server.hostname, accounts, spool, committer, quotas, filters)
     # One DNS resolver (cached): the queue's MX lookups and port 25's sender checks.
     resolver = make_resolver(settings.outbound.resolver)
@@ -185,7 +187,7 @@ def makeService(settings, reactor=None):
     sender_auth = checks.sender_auth
 
     def smtp(role):
-        return SMTPFactory(role, settings, accounts, quotas, checks, gate, delivery, tls_context, reactor)
+        return SMTPFactory(role, settings, accounts, quotas, checks, gate, delivery, tls_context, reactor, rewriting)
 
     # listener name -> (protocol, factory maker)
     factories = {

@@ -2,6 +2,8 @@
 over SMTP, the result read from the Maildir and over IMAP (issue 17)."""
 
 import os
+import re
+import smtplib
 import subprocess
 
 import pytest
@@ -28,9 +30,14 @@ def office(tmp_path):
     running.appliance.stop()
 
 
-def sieve(office, *arguments, script=None):
-    return subprocess.run([ADMIN, "--config", office.config_path, "sieve", *arguments], input=script,
+def admin_command(office, *arguments, script=None):
+    """mailbox-appliance-admin with *script* on standard input; output as bytes."""
+    return subprocess.run([ADMIN, "--config", office.config_path, *arguments], input=script,
                           capture_output=True, timeout=60)
+
+
+def sieve(office, *arguments, script=None):
+    return admin_command(office, "sieve", *arguments, script=script)
 
 
 def with_rules(office, script=RULES):
@@ -79,7 +86,7 @@ def test_the_envelope_recipient_s_detail_and_a_flag_set_before_fileinto(office):
 def test_discard_stores_nothing_and_says_so(office):
     with_rules(office)
     send(office, "you won the lottery", sender="spam@remote.test")
-    office.appliance.wait_for_log(r"sieve \S+ for alice@example.test: discarded by the script")
+    office.appliance.wait_for_log(r"sieve \S+ for alice@example.test: discarded$")
     assert office.inbox() == []
 
 
@@ -116,7 +123,7 @@ def test_a_script_broken_on_disk_keeps_the_mail(office):
 def test_a_user_without_script_gets_mail_as_before(office):
     send(office, "statement")
     assert len(office.inbox()) == 1
-    assert not any("sieve" in line for line in office.appliance.lines)
+    assert not any(re.search(r"\bsieve \S+ for ", line) for line in office.appliance.lines)
 
 
 def test_the_admin_commands(office):
@@ -138,3 +145,91 @@ def test_the_admin_commands(office):
                              (("show", ALICE, "../../users"), b"is not a script name")):
         refused = sieve(office, *arguments)
         assert refused.returncode == 1 and error in refused.stderr, refused.stderr
+
+
+# -- what a script sends ---------------------------------------------------------------------
+
+def test_redirect_forwards_with_srs_and_the_bounce_finds_its_way_back(connected_office, world):
+    office = with_rules(connected_office, b'redirect "friend@good.test";\n')
+    send(office, "forward me", sender="someone@good.test")
+    office.appliance.wait_for_log(r"sieve \S+ for alice@example.test: discarded; redirected to <friend@good.test>")
+    office.appliance.wait_for_log(r"done, 1 delivered", timeout=30)
+    [(envelope, wire)] = world.received()
+    srs = envelope["sender"].strip("<>")
+    assert re.fullmatch(r"SRS0=\w{6}=\w\w=good\.test=someone@example\.test", srs), srs
+    assert envelope["recipients"] == ["friend@good.test"]
+    assert wire.startswith(b"Delivered-To: alice@example.test\r\n") or b"\r\nDelivered-To: alice@example.test\r\n" in wire
+    assert office.inbox() == []
+    # The destination bounces it: the bounce goes to the SRS address, and on to the sender.
+    client = office.smtp("smtp")
+    client.sendmail("", [srs], b"From: MAILER-DAEMON@good.test\r\nSubject: failure\r\n\r\nbounced\r\n")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        client.sendmail("", [srs.replace("SRS0=", "SRS0=X")], b"Subject: forged\r\n\r\nx\r\n")
+    client.quit()
+    office.appliance.wait_for_log(r"done, 1 delivered", timeout=30, count=2)
+    assert [envelope["recipients"] for envelope, _ in world.received()] == [["friend@good.test"], ["someone@good.test"]]
+
+
+def test_a_redirect_loop_is_cut(office):
+    with_rules(office, b'redirect "bob@example.test";\n')
+    client = office.smtp("smtp")
+    client.sendmail("x@remote.test", [ALICE], b"Delivered-To: alice@example.test\r\nSubject: again\r\n\r\nx\r\n")
+    client.quit()
+    office.appliance.wait_for_log(r"kept in the default folder, a redirect loop")
+    assert len(office.inbox()) == 1 and office.inbox("bob") == []
+
+
+def test_reject_tells_the_sender_and_stores_nothing(office):
+    with_rules(office, b'require "reject";\nif header :contains "subject" "survey" { reject "No surveys, thank you."; }\n')
+    client = office.smtp("submission", login="bob@example.test")
+    client.sendmail("bob@example.test", [ALICE], imapclient.message("Quick survey", sender="bob@example.test"))
+    client.quit()
+    office.appliance.wait_for_log(r"sieve \S+ for alice@example.test: discarded; rejected, the sender told")
+    assert office.inbox() == []
+    [report] = office.inbox("bob")
+    assert b"Content-Type: multipart/report; report-type=delivery-status" in report
+    assert b"Status: 5.7.1" in report and b"No surveys, thank you." in report
+
+
+VACATION = b'''require "vacation";
+vacation :days 3 :subject "Away until Monday" "I am away; Carol handles urgent matters.";
+'''
+
+
+def test_vacation_answers_each_sender_once_and_never_a_list(office):
+    with_rules(office, VACATION)
+    client = office.smtp("submission", login="bob@example.test")
+    for subject in ("first", "second"):
+        client.sendmail("bob@example.test", [ALICE], imapclient.message(subject, sender="bob@example.test"))
+    client.sendmail("bob@example.test", [ALICE], b"From: bob@example.test\r\nTo: alice@example.test\r\n"
+                    b"List-Id: <staff.example.test>\r\nSubject: list mail\r\n\r\nx\r\n")
+    client.quit()
+    office.appliance.wait_for_log(r"sieve \S+ for alice@example.test: INBOX; vacation reply to <bob@example.test>")
+    office.appliance.wait_for_log(r"no vacation reply: <bob@example.test> had one less than 3 days ago")
+    office.appliance.wait_for_log(r"no vacation reply: it came through a mailing list")
+    assert len(office.inbox()) == 3
+    [reply] = office.inbox("bob")
+    assert b"Subject: Away until Monday\r\n" in reply and b"Auto-Submitted: auto-replied" in reply
+    assert b"In-Reply-To: <first@example.test>" in reply and reply.startswith(b"Return-Path: <>\r\n")
+    assert b"I am away; Carol handles urgent matters." in reply
+    state = os.path.join(office.data_dir, "mail", "example.test", "alice", "sieve", "vacation.json")
+    assert os.path.exists(state)
+
+
+def test_the_admin_sets_a_vacation_for_someone_else(office):
+    with_rules(office)
+    refused = admin_command(office, "vacation", ALICE, "on", script=b"Away.\n")
+    assert refused.returncode == 1 and b"has the active script 'rules'" in refused.stderr
+    text = b'Back on Monday.\n.\nAsk "Carol" meanwhile.\n'
+    result = admin_command(office, "vacation", ALICE, "on", "--replace", "--subject", "Out of office", "--days", "2",
+                         script=text)
+    assert result.returncode == 0, result.stderr
+    assert sieve(office, "list", ALICE).stdout == b"rules\nvacation  (active)\n"
+    client = office.smtp("submission", login="bob@example.test")
+    client.sendmail("bob@example.test", [ALICE], imapclient.message("hello", sender="bob@example.test"))
+    client.quit()
+    [reply] = office.inbox("bob")
+    assert b"Subject: Out of office\r\n" in reply and b'Back on Monday.\r\n.\r\nAsk "Carol" meanwhile.' in reply
+    assert admin_command(office, "vacation", ALICE, "off").stdout == (
+        b"vacation reply off for alice@example.test; script rules is active again\n")
+    assert sieve(office, "list", ALICE).stdout == b"rules  (active)\n"

@@ -3,10 +3,12 @@ RFCs' own examples, and the errors a user sees when a script is refused."""
 
 import pytest
 
+from mailbox_appliance.sieve import responses
 from mailbox_appliance.sieve.commands import check
 from mailbox_appliance.sieve.grammar import MAX_NESTING, SieveError, parse
 from mailbox_appliance.sieve.interpreter import Envelope, RunError, run
 from mailbox_appliance.sieve.matching import compare, matches
+from mailbox_appliance.srs import SenderRewriting
 
 MESSAGE = (b"Return-Path: <boss@example.org>\r\n"
            b"From: Boss <Boss@Example.org>\r\nTo: alice+work@example.test, bob@example.test\r\n"
@@ -84,7 +86,7 @@ def test_strings_numbers_and_comments():
 
 @pytest.mark.parametrize("script, line, text", [
     ('keep;\nfileinto "x";', 2, 'fileinto needs require "fileinto"'),
-    ('require "vacation";', 1, "the extension 'vacation' is not supported here"),
+    ('require "notify";', 1, "the extension 'notify' is not supported here"),
     ('if true {\n  keep;\n', 3, "a block opened with '{' is not closed"),
     ('keep', 1, "expected ';' after the command 'keep'"),
     ('if header :is "a" {}', 1, "header needs 2 arguments"),
@@ -248,3 +250,52 @@ def test_a_slow_run_is_stopped():
     ticks = iter(range(0, 1000, 2))
     with pytest.raises(RunError, match="longer than"):
         run(check('if header :matches "subject" "*a*" { keep; }' * 10), MESSAGE, ENVELOPE, clock=lambda: next(ticks))
+
+
+def test_redirect_reject_and_vacation_decisions():
+    def outcome_of(script):
+        return run(check(script), MESSAGE, ENVELOPE)
+
+    redirected = outcome_of('redirect "a@x.test"; redirect "A@x.test"; redirect "b@x.test";')
+    assert redirected.redirects == ["a@x.test", "b@x.test"] and redirected.stores == []
+    kept = run(check('require "copy"; redirect :copy "a@x.test";'), MESSAGE, ENVELOPE)
+    assert kept.redirects == ["a@x.test"] and [store.folder for store in kept.stores] == ["INBOX"]
+    with pytest.raises(RunError, match="more than 4 redirects"):
+        outcome_of("".join(f'redirect "r{n}@x.test";' for n in range(5)))
+    with pytest.raises(RunError, match="not one mail address"):
+        outcome_of('redirect "a@x.test, b@y.test";')
+    rejected = outcome_of('require "reject"; reject "go away";')
+    assert rejected.reject == "go away" and rejected.stores == []
+    with pytest.raises(RunError, match="reject cannot be combined"):
+        outcome_of('require ["reject", "fileinto"]; reject "no"; fileinto "x";')
+    away = outcome_of('require "vacation"; vacation :days 0 :addresses ["me@x.test"] "Away";').vacation
+    assert (away.reason, away.days, away.addresses) == ("Away", 1, ("me@x.test",))
+
+
+@pytest.mark.parametrize("message, sender, reason", [
+    (MESSAGE, "", "the sender is <>"),
+    (MESSAGE, "owner-team@example.org", "is a list or system address"),
+    (MESSAGE, "MAILER-DAEMON@example.org", "is a list or system address"),
+    (b"Auto-Submitted: auto-replied\r\nTo: alice@example.test\r\n\r\nx", "a@b.test", "sent automatically"),
+    (b"Precedence: bulk\r\nTo: alice@example.test\r\n\r\nx", "a@b.test", "bulk or list mail"),
+    (MESSAGE, "boss@example.org", "through a mailing list"),                 # List-Id
+    (b"To: someone@else.test\r\n\r\nx", "a@b.test", "none of the user's addresses"),
+    (b"Auto-Submitted: no\r\nTo: Alice <ALICE@example.test>\r\n\r\nx", "a@b.test", None),
+])
+def test_when_a_vacation_reply_is_not_sent(message, sender, reason):
+    refusal = responses.vacation_refusal(message, sender, {"alice@example.test"})
+    assert refusal is None if reason is None else reason in refusal
+
+
+def test_srs_round_trip_forgery_and_age(tmp_path):
+    now = [1_800_000_000.0]
+    rewriting = SenderRewriting(str(tmp_path), clock=lambda: now[0])
+    address = rewriting.forward("bob@remote.test", "example.test")
+    assert address.startswith("SRS0=") and address.endswith("=remote.test=bob@example.test")
+    assert rewriting.reverse(address) == "bob@remote.test"
+    assert rewriting.reverse(address.lower()) == "bob@remote.test"            # case folded on the way
+    assert rewriting.reverse(address.replace("bob@", "eve@")) is None          # forged
+    assert rewriting.reverse("alice@example.test") is None
+    assert SenderRewriting(str(tmp_path), clock=lambda: now[0]).reverse(address) == "bob@remote.test"  # key kept
+    now[0] += 22 * 86400
+    assert rewriting.reverse(address) is None                                  # too old

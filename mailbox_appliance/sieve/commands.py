@@ -13,8 +13,8 @@ from mailbox_appliance.sieve.grammar import SieveError, Tag, parse
 from mailbox_appliance.sieve.matching import COMPARATORS, RELATIONS
 
 # The extensions a script may require (CAPABILITY's SIEVE list, in this order).
-EXTENSIONS = ("fileinto", "envelope", "imap4flags", "copy", "body", "variables", "relational", "subaddress",
-              "mailbox", "comparator-i;ascii-numeric")
+EXTENSIONS = ("fileinto", "reject", "ereject", "envelope", "vacation", "imap4flags", "copy", "body", "variables",
+              "relational", "subaddress", "mailbox", "comparator-i;ascii-numeric")
 
 STRING, STRINGS, NUMBER = "string", "string-list", "number"
 
@@ -57,6 +57,12 @@ SPECS = {
     "discard": Spec("action"),
     "fileinto": Spec("action", (STRING,), {**FLAGS, ":copy": Argument(None, "copy"),
                                             ":create": Argument(None, "mailbox")}, "fileinto"),
+    "redirect": Spec("action", (STRING,), {":copy": Argument(None, "copy")}),
+    "reject": Spec("action", (STRING,), extension="reject"),
+    "ereject": Spec("action", (STRING,), extension="ereject"),
+    "vacation": Spec("action", (STRING,), {":days": Argument(NUMBER), ":subject": Argument(STRING),
+                                           ":from": Argument(STRING), ":addresses": Argument(STRINGS),
+                                           ":mime": Argument(), ":handle": Argument(STRING)}, "vacation"),
     "setflag": Spec("action", ("string?", STRINGS), extension="imap4flags"),
     "addflag": Spec("action", ("string?", STRINGS), extension="imap4flags"),
     "removeflag": Spec("action", ("string?", STRINGS), extension="imap4flags"),

@@ -1,9 +1,10 @@
 """Running a checked Sieve script on one message (RFC 5228 §2.10): the actions it asks for.
 
 The interpreter only decides; filtering.py does what it decided.  The result is the folders to
-store the message in (each with its IMAP flags), or none when the script discarded it.  The
-implicit keep (RFC 5228 §2.10.2) stores it in INBOX unless fileinto or discard cancelled it;
-two stores into one folder are one (§2.10.3).
+store the message in (each with its IMAP flags), or none when the script discarded it, and what
+to send: redirects, a rejection, a vacation reply.  The implicit keep (RFC 5228 §2.10.2) stores
+it in INBOX unless fileinto, redirect, reject or discard cancelled it; two stores into one folder
+are one, as are two redirects to one address (§2.10.3).
 
 Bounds, so a hostile script cannot stall delivery: MAX_ACTIONS actions, header values decoded
 only to message.MAX_DECODED_OCTETS, the body read for ``body`` only to MAX_BODY_OCTETS, and
@@ -22,6 +23,7 @@ from mailbox_appliance.message import decoded, field_values, header_block
 from mailbox_appliance.sieve.matching import compare, fold, matches, numeric
 
 MAX_ACTIONS = 32
+MAX_REDIRECTS = 4
 MAX_BODY_OCTETS = 1024 * 1024
 MAX_SECONDS = 1.0
 MAX_VARIABLE_OCTETS = 4096            # RFC 5229 §6: an implementation may truncate values
@@ -47,9 +49,24 @@ class Store:
     create: bool = False
 
 
+@dataclass(frozen=True)
+class Vacation:
+    """RFC 5230 §4: what to answer, and how often (days) per sender."""
+    reason: str
+    days: int = 7
+    subject: str = None
+    sender: str = None         # :from
+    addresses: tuple = ()
+    mime: bool = False
+    handle: str = None
+
+
 @dataclass
 class Outcome:
     stores: list = field(default_factory=list)
+    redirects: list = field(default_factory=list)
+    reject: str = None
+    vacation: Vacation = None
     actions: int = 0
 
 
@@ -104,6 +121,43 @@ class _Run:
         if ":copy" not in node.tagged:
             self.keep = False
 
+    def do_redirect(self, node):
+        address = self.expand(node.positional[0]).strip()
+        if "@" not in address or any(character in address for character in "<>\r\n \t,"):
+            raise RunError(f"redirect to {address!r}: not one mail address")
+        self.action()
+        if address.lower() not in (known.lower() for known in self.outcome.redirects):
+            if len(self.outcome.redirects) >= MAX_REDIRECTS:
+                raise RunError(f"more than {MAX_REDIRECTS} redirects")
+            self.outcome.redirects.append(address)
+        if ":copy" not in node.tagged:
+            self.keep = False
+
+    def do_reject(self, node):
+        # RFC 5429 §2.1: a reject and a keep or fileinto of the same message contradict.
+        if self.outcome.stores or self.outcome.vacation is not None:
+            raise RunError("reject cannot be combined with keep, fileinto or vacation")
+        self.action()
+        self.outcome.reject = self.expand(node.positional[0])
+        self.keep = False
+
+    do_ereject = do_reject
+
+    def do_vacation(self, node):
+        if self.outcome.reject is not None or self.outcome.vacation is not None:
+            raise RunError("one vacation per message, and none with reject (RFC 5230 §4.7)")
+        self.action()
+        tagged = node.tagged
+        self.outcome.vacation = Vacation(
+            reason=self.expand(node.positional[0]),
+            # RFC 5230 §4.1: at least one day; we allow no more than a year.
+            days=min(max(tagged.get(":days", 7), 1), 365),
+            subject=self.expand(tagged[":subject"]) if ":subject" in tagged else None,
+            sender=self.expand(tagged[":from"]) if ":from" in tagged else None,
+            addresses=tuple(self.strings(tagged.get(":addresses", []))),
+            mime=":mime" in tagged,
+            handle=self.expand(tagged[":handle"]) if ":handle" in tagged else None)
+
     def do_setflag(self, node):
         self.set_flags(node, lambda current, given: given)
 
@@ -132,6 +186,8 @@ class _Run:
             self.variables[name] = " ".join(change(_flag_list([self.variables.get(name, "")]), given))
 
     def store(self, folder, node, create=False):
+        if self.outcome.reject is not None:
+            raise RunError("reject cannot be combined with keep or fileinto")
         if node is not _IMPLICIT_KEEP:
             self.action()
         flags = (_flag_list(self.expand(flag) for flag in node.tagged[":flags"]) if ":flags" in node.tagged

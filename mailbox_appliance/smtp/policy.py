@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from mailbox_appliance import address_list
 from mailbox_appliance.accounts.addresses import normalize_address, split_address
+from mailbox_appliance.accounts.directory import Resolution
 from mailbox_appliance.message import field_values, malformed_header_line
 from mailbox_appliance.queue import dsn
 from mailbox_appliance.smtp import headers
@@ -37,12 +38,14 @@ POSTMASTER = "postmaster"
 
 class Policy:
 
-    def __init__(self, role, accounts, quotas, checks=None):
-        """*checks* (smtp.inbound_checks.InboundChecks) judge mail from outside on port 25."""
+    def __init__(self, role, accounts, quotas, checks=None, rewriting=None):
+        """*checks* (smtp.inbound_checks.InboundChecks) judge mail from outside on port 25;
+        *rewriting* (srs.SenderRewriting) reads the SRS addresses our redirects sent from."""
         self.role = role
         self.accounts = accounts
         self.quotas = quotas
         self.checks = checks if role == "inbound" else None
+        self.rewriting = rewriting
 
     def screen(self, session):
         """At connect: a Deferred firing with the DNS blocklist listing the client (or None),
@@ -80,6 +83,10 @@ class Policy:
         if not local and session.user is None:
             raise Reply(554, "5.7.1", f"Relay access denied for <{address}>; authenticate to send to other domains")
         resolution = self.accounts.resolve(address)
+        original = self.rewriting.reverse(address) if resolution is None and local and self.rewriting else None
+        if original is not None:
+            # A reply or bounce to a message a Sieve redirect forwarded: on to its sender.
+            resolution = Resolution((), (original,))
         if resolution is None:
             raise Reply(550, "5.1.1", f"No such user here: <{address}>")
         transaction = session.transaction

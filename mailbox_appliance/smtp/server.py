@@ -7,9 +7,10 @@ from mailbox_appliance.smtp.protocol import SessionSettings, SMTPServer
 
 
 class SMTPFactory(ServerFactory):
-    def __init__(self, role, settings, accounts, quotas, checks, gate, delivery, tls_context, clock):
+    def __init__(self, role, settings, accounts, quotas, checks, gate, delivery, tls_context, clock, rewriting=None):
         """*delivery* is the IDelivery accepted mail goes to; *gate* the LoginGate for AUTH;
-        *checks* the smtp.inbound_checks.InboundChecks of mail from outside."""
+        *checks* the smtp.inbound_checks.InboundChecks of mail from outside; *rewriting* the
+        srs.SenderRewriting whose addresses port 25 takes back (bounces of redirected mail)."""
         limits = settings.limits
         self.session_settings = SessionSettings(
             role=role,
@@ -22,7 +23,7 @@ class SMTPFactory(ServerFactory):
             message_dir=settings.data_path("tmp"),
             max_commands_before_login=limits.max_commands_before_login,
         )
-        self.policy = Policy(role, accounts, quotas, checks)
+        self.policy = Policy(role, accounts, quotas, checks, rewriting)
         self.gate = gate
         self.delivery = delivery
         self.clock = clock
