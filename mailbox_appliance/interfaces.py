@@ -283,6 +283,9 @@ class ISieveScripts(Interface):
     def activate(address, name):
         """Make *name* the active script; None: none."""
 
+    def active_name(address):
+        """The name of the active script, or None."""
+
     def delete(address, name):
         """Remove a script that is not the active one."""
 

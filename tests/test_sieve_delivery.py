@@ -115,9 +115,13 @@ def test_a_script_broken_on_disk_keeps_the_mail(office):
     with open(path, "wb") as handle:
         handle.write(b'fileinto "x";')           # no require: it would not pass `sieve put`
     send(office, "statement")
+    send(office, "another")
     office.appliance.wait_for_log(r"kept in the default folder, its active script cannot be read: line 1: "
-                                  r"fileinto needs require")
-    assert len(office.inbox()) == 1
+                                  r"fileinto needs require", count=2)
+    # Both kept, and alice told once (for this version of the script).
+    notices = [stored for stored in office.inbox() if b"Subject: Your mail filter 'rules' failed" in stored]
+    assert len(office.inbox()) == 3 and len(notices) == 1
+    assert b"line 1: fileinto needs require" in notices[0] and b"kept in your INBOX" in notices[0]
 
 
 def test_a_user_without_script_gets_mail_as_before(office):

@@ -299,3 +299,24 @@ def test_srs_round_trip_forgery_and_age(tmp_path):
     assert SenderRewriting(str(tmp_path), clock=lambda: now[0]).reverse(address) == "bob@remote.test"  # key kept
     now[0] += 22 * 86400
     assert rewriting.reverse(address) is None                                  # too old
+
+
+def test_date_and_index():
+    """RFC 5260: parts of Date: in a chosen zone; :index picks one of several Received fields."""
+    message = (b"Received: from c by b; Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+               b"Received: from d by c; Tue, 1 Dec 2026 09:00:00 +0000\r\n"
+               b"Date: Mon, 30 Nov 2026 23:30:00 -0500\r\nSubject: x\r\n\r\nbody\r\n")
+    script = 'require ["fileinto", "date", "index", "relational"]; if {test} {{ fileinto "hit"; }}'
+    for test, hit in (('date :zone "+0000" "date" "date" "2026-12-01"', True),
+                      ('date :originalzone "date" "date" "2026-11-30"', True),
+                      ('date :zone "+0000" "date" "weekday" "2"', True),                 # a Tuesday there
+                      ('date :originalzone "date" "zone" "-0500"', True),
+                      ('date :zone "+0000" :value "ge" "date" "hour" "04"', True),
+                      ('header :index 2 :contains "received" "from d"', True),
+                      ('header :index 1 :last :contains "received" "from d"', True),
+                      ('header :index 3 :contains "received" "from"', False),
+                      ('date "subject" "year" "2026"', False),                          # not a date
+                      ('currentdate :value "ge" "year" "2025"', True)):
+        assert outcome(script.format(test=test), message) == [("hit" if hit else "INBOX", ())], test
+    assert "unknown date part" in refusal('require "date"; if date "date" "fortnight" "1" {}').text
+    assert ":last needs :index" in refusal('require "index"; if header :last "a" "b" {}').text

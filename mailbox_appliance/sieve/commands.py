@@ -14,7 +14,10 @@ from mailbox_appliance.sieve.matching import COMPARATORS, RELATIONS
 
 # The extensions a script may require (CAPABILITY's SIEVE list, in this order).
 EXTENSIONS = ("fileinto", "reject", "ereject", "envelope", "vacation", "imap4flags", "copy", "body", "variables",
-              "relational", "subaddress", "mailbox", "comparator-i;ascii-numeric")
+              "relational", "subaddress", "mailbox", "date", "index", "comparator-i;ascii-numeric")
+# RFC 5260 §4: what the date tests can compare.
+DATE_PARTS = ("year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601", "std11",
+              "zone", "weekday")
 
 STRING, STRINGS, NUMBER = "string", "string-list", "number"
 
@@ -45,6 +48,7 @@ ADDRESS_PART = {":all": Argument(group="part"), ":localpart": Argument(group="pa
                 ":domain": Argument(group="part"), ":user": Argument(None, "subaddress", "part"),
                 ":detail": Argument(None, "subaddress", "part")}
 FLAGS = {":flags": Argument(STRINGS, "imap4flags")}
+INDEX = {":index": Argument(NUMBER, "index"), ":last": Argument(None, "index")}
 MATCHING = {**COMPARATOR, **MATCH_TYPE}
 
 SPECS = {
@@ -69,9 +73,12 @@ SPECS = {
     "set": Spec("action", (STRING, STRING), {name: Argument(group=group) for name, group in (
         (":lower", "case"), (":upper", "case"), (":lowerfirst", "first"), (":upperfirst", "first"),
         (":quotewildcard", "quote"), (":length", "length"))}, "variables"),
-    "address": Spec("test", (STRINGS, STRINGS), {**MATCHING, **ADDRESS_PART}),
+    "address": Spec("test", (STRINGS, STRINGS), {**MATCHING, **ADDRESS_PART, **INDEX}),
     "envelope": Spec("test", (STRINGS, STRINGS), {**MATCHING, **ADDRESS_PART}, "envelope"),
-    "header": Spec("test", (STRINGS, STRINGS), MATCHING),
+    "header": Spec("test", (STRINGS, STRINGS), {**MATCHING, **INDEX}),
+    "date": Spec("test", (STRING, STRING, STRINGS), {**MATCHING, **INDEX, ":zone": Argument(STRING, group="zone"),
+                                                     ":originalzone": Argument(group="zone")}, "date"),
+    "currentdate": Spec("test", (STRING, STRINGS), {**MATCHING, ":zone": Argument(STRING)}, "date"),
     "exists": Spec("test", (STRINGS,)),
     "size": Spec("test", (NUMBER,), {":over": Argument(group="size"), ":under": Argument(group="size")}),
     "allof": Spec("test", tests="list"),
@@ -151,6 +158,8 @@ def _check_node(node, role, required):
         node.positional.append(_take(node, arguments, kind.rstrip("?"), node.name))
     if arguments:
         raise SieveError(node.line, f"{node.name} has too many arguments")
+    if node.name in ("date", "currentdate") and node.positional[-2].lower() not in DATE_PARTS:
+        raise SieveError(node.line, f"unknown date part {node.positional[-2]!r} (one of {', '.join(DATE_PARTS)})")
     expected = {None: 0, "one": 1}.get(spec.tests)
     if expected is not None and len(node.tests) != expected:
         raise SieveError(node.line, f"{node.name} takes {'one test' if expected else 'no test'}")
@@ -188,3 +197,7 @@ def _check_tag_values(node, required):
             raise SieveError(node.line, f"{relational} takes one of {', '.join(RELATIONS)}")
     if node.name == "size" and not (":over" in node.tagged or ":under" in node.tagged):
         raise SieveError(node.line, "size needs :over or :under")
+    if ":last" in node.tagged and ":index" not in node.tagged:
+        raise SieveError(node.line, ":last needs :index (RFC 5260 §6)")
+    if node.tagged.get(":index", 1) < 1:
+        raise SieveError(node.line, ":index counts from 1")

@@ -13,6 +13,8 @@ to a folder that does not exist (without ``:create``, RFC 5490 §3) or cannot be
 beyond the user's quota all fall back to that default folder, with one log line saying why.
 """
 
+import contextlib
+import hashlib
 import json
 import os
 import time
@@ -29,6 +31,7 @@ from mailbox_appliance.maildir.layout import (
 from mailbox_appliance.atomic import atomic_replace
 from mailbox_appliance.sieve import interpreter, responses
 from mailbox_appliance.sieve.grammar import SieveError
+from mailbox_appliance.sieve.scripts import ScriptError
 
 INBOX = "INBOX"
 
@@ -64,21 +67,19 @@ class SieveFilter:
         """The Decision for *mailbox*'s copy of *message* (folder "" is INBOX, as in
         Resolution.folder)."""
         default = Decision([(default_folder, "")])
+        local, _, domain = mailbox.rpartition("@")
+        maildir = user_maildir(self.data_dir, domain, local)
         try:
             commands = self.scripts.active(mailbox)
         except (SieveError, OSError) as problem:
-            self._kept(queue_id, mailbox, f"its active script cannot be read: {problem}")
-            return default
+            return self._failed(queue_id, mailbox, maildir, default, f"its active script cannot be read: {problem}")
         if commands is None:
             return default
-        local, _, domain = mailbox.rpartition("@")
-        maildir = user_maildir(self.data_dir, domain, local)
         try:
             outcome = interpreter.run(commands, message, interpreter.Envelope(sender, recipient),
                                       lambda name: _folder(maildir, name) is not None, self.clock)
         except interpreter.RunError as problem:
-            self._kept(queue_id, mailbox, f"its script failed: {problem}")
-            return default
+            return self._failed(queue_id, mailbox, maildir, default, f"its script failed: {problem}")
         if outcome.redirects and responses.loops(message, mailbox):
             self._kept(queue_id, mailbox, "a redirect loop (the message was redirected by this mailbox before)")
             return default
@@ -134,6 +135,23 @@ class SieveFilter:
         decision.outgoing.append(Outgoing("", (sender,), responses.vacation_reply(
             vacation, message, mailbox, sender, self.hostname)))
         return f"vacation reply to <{sender}>"
+
+    def _failed(self, queue_id, mailbox, maildir, default, why):
+        """*default*, logged; and the user told, once for each version of the script (issue
+        17: a filter that silently stopped working is found out weeks later)."""
+        self._kept(queue_id, mailbox, why)
+        name = self.scripts.active_name(mailbox)
+        try:
+            version = hashlib.sha256(self.scripts.get(mailbox, name)).hexdigest()[:32]
+            marker = os.path.join(maildir, "sieve", "notified")
+            with contextlib.suppress(FileNotFoundError), open(marker, "rb") as handle:
+                if handle.read().decode("ascii", "replace") == version:
+                    return default
+            atomic_replace(marker, version.encode("ascii"))
+        except (ScriptError, OSError):
+            return default
+        default.outgoing.append(Outgoing("", (mailbox,), responses.failure_notice(self.hostname, mailbox, name, why)))
+        return default
 
     def _kept(self, queue_id, mailbox, why):
         self.log.error("sieve {queue_id} for {mailbox}: kept in the default folder, {why}",

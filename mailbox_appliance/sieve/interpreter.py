@@ -12,8 +12,10 @@ MAX_SECONDS of time per run; past any of them the run is an error, and an error 
 message in INBOX (§2.10.6).
 """
 
+import datetime
 import email
 import email.policy
+import email.utils
 import re
 import time
 from dataclasses import dataclass, field
@@ -236,19 +238,49 @@ class _Run:
         limit = node.positional[0]
         return len(self.message) > limit if ":over" in node.tagged else len(self.message) < limit
 
+    def fields(self, node, names):
+        """The values of the fields *names*, in order; with :index (RFC 5260 §6) only the Nth of
+        each name (from the end with :last)."""
+        found = []
+        for name in self.strings(names):
+            values = field_values(self.header, name.lower().encode("utf-8"))
+            if ":index" in node.tagged:
+                index = node.tagged[":index"]
+                position = len(values) - index if ":last" in node.tagged else index - 1
+                values = [values[position]] if 0 <= position < len(values) else []
+            found += values
+        return found
+
     def test_header(self, node):
         # RFC 5228 §5.7: the value without its leading and trailing white space.
-        values = [decoded(value).strip() for name in self.strings(node.positional[0])
-                  for value in field_values(self.header, name.lower().encode("utf-8"))]
+        values = [decoded(value).strip() for value in self.fields(node, node.positional[0])]
         return self.match(node, values, node.positional[1])
+
+    def test_date(self, node):
+        """RFC 5260 §4: a part of a date field, in :zone, the field's own (:originalzone) or ours."""
+        values = []
+        for value in self.fields(node, [node.positional[0]]):
+            try:
+                moment = email.utils.parsedate_to_datetime(decoded(value).strip())
+            except (TypeError, ValueError, IndexError):
+                continue                        # RFC 5260 §4.1: an unparsable date never matches
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+            if ":originalzone" not in node.tagged:
+                moment = moment.astimezone(_zone(node.tagged.get(":zone")))
+            values.append(_date_part(moment, node.positional[1].lower()))
+        return self.match(node, values, node.positional[2])
+
+    def test_currentdate(self, node):
+        now = datetime.datetime.now(datetime.timezone.utc).astimezone(_zone(node.tagged.get(":zone")))
+        return self.match(node, [_date_part(now, node.positional[0].lower())], node.positional[1])
 
     def test_address(self, node):
         values = []
-        for name in self.strings(node.positional[0]):
-            for value in field_values(self.header, name.lower().encode("utf-8")):
-                for entry in address_list.parse(decoded(value)):
-                    if entry.host is not None:
-                        values.append(_address_part(node, entry.mailbox or "", entry.host))
+        for value in self.fields(node, node.positional[0]):
+            for entry in address_list.parse(decoded(value)):
+                if entry.host is not None:
+                    values.append(_address_part(node, entry.mailbox or "", entry.host))
         return self.match(node, [value for value in values if value is not None], node.positional[1])
 
     def test_envelope(self, node):
@@ -351,6 +383,29 @@ class _Run:
             texts.append(payload.decode(part.get_content_charset() or "utf-8", "replace")
                          if _known_charset(part.get_content_charset()) else payload.decode("utf-8", "replace"))
         return "\n".join(texts)
+
+
+def _zone(text):
+    """A fixed offset from RFC 5260's "+hhmm", or the local zone (None)."""
+    if text and len(text) == 5 and text[0] in "+-" and text[1:].isdigit():
+        minutes = int(text[1:3]) * 60 + int(text[3:])
+        return datetime.timezone(datetime.timedelta(minutes=minutes if text[0] == "+" else -minutes))
+    return None
+
+
+def _date_part(moment, part):
+    """RFC 5260 §4.2's date parts of *moment*."""
+    offset = moment.utcoffset() or datetime.timedelta()
+    sign, minutes = ("-" if offset < datetime.timedelta() else "+"), abs(int(offset.total_seconds())) // 60
+    zone = f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
+    return {
+        "year": f"{moment.year:04d}", "month": f"{moment.month:02d}", "day": f"{moment.day:02d}",
+        "date": moment.strftime("%Y-%m-%d"), "hour": f"{moment.hour:02d}", "minute": f"{moment.minute:02d}",
+        "second": f"{moment.second:02d}", "time": moment.strftime("%H:%M:%S"),
+        "julian": str((moment.date() - datetime.date(1858, 11, 17)).days),
+        "iso8601": moment.isoformat(), "std11": email.utils.format_datetime(moment), "zone": zone,
+        "weekday": str((moment.weekday() + 1) % 7),
+    }[part]
 
 
 def _known_charset(name):

@@ -88,6 +88,20 @@ def rejection(hostname, sender, queue_id, mailbox, reason, message):
     return dsn.build_report(hostname, sender, queue_id, time.time(), message, [report])
 
 
+def failure_notice(hostname, mailbox, name, why):
+    """The message that tells a user their filter failed (the mail was kept in their INBOX)."""
+    lines = [f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>", f"To: <{mailbox}>",
+             f"Subject: Your mail filter {_header_text(repr(name))} failed",
+             f"Date: {email.utils.format_datetime(email.utils.localtime())}",
+             f"Message-ID: <{secrets.token_hex(12)}@{hostname}>", "Auto-Submitted: auto-generated",
+             "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"]
+    body = (f"Your Sieve script {name!r} could not filter a message: {why}.\r\n\r\n"
+            "The message was kept in your INBOX, as every message will be until the script is fixed;\r\n"
+            "nothing is lost.  Correct it in your mail program's filter settings (ManageSieve), or ask\r\n"
+            "your administrator.  You are told once for each version of the script.\r\n")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("utf-8")
+
+
 def redirected(message, mailbox):
     """The copy a redirect sends: the message as it came, with Delivered-To naming the mailbox
     that redirected it, which is how a loop is seen (``loops``)."""
