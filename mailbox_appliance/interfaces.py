@@ -294,3 +294,9 @@ class ISieveScripts(Interface):
 
     def active(address):
         """The active script's checked commands, or None."""
+
+    def checked(address, name):
+        """The checked commands of one of the user's scripts, or None."""
+
+    def checked_global(name):
+        """The checked commands of a global script (DATA/sieve-global/NAME.sieve), or None."""

@@ -237,3 +237,17 @@ def test_the_admin_sets_a_vacation_for_someone_else(office):
     assert admin_command(office, "vacation", ALICE, "off").stdout == (
         b"vacation reply off for alice@example.test; script rules is active again\n")
     assert sieve(office, "list", ALICE).stdout == b"rules  (active)\n"
+
+
+def test_include_of_a_personal_and_a_global_script(office):
+    assert sieve(office, "put", ALICE, "finance", "-", script=b'require "fileinto";\n'
+                 b'if address :domain :is "from" "bank.test" { fileinto "Finance"; }\n').returncode == 0
+    global_dir = os.path.join(office.data_dir, "sieve-global")
+    os.makedirs(global_dir)
+    with open(os.path.join(global_dir, "newsletters.sieve"), "wb") as handle:
+        handle.write(b'require "fileinto";\nif header :contains "subject" "newsletter" { fileinto "Archive"; }\n')
+    with_rules(office, b'require "include";\ninclude "finance";\ninclude :global "newsletters";\n')
+    send(office, "statement")
+    office.appliance.wait_for_log(r"sieve \S+ for alice@example.test: Finance$")
+    send(office, "weekly newsletter", sender="news@remote.test")
+    office.appliance.wait_for_log(r"sieve \S+ for alice@example.test: Archive$")

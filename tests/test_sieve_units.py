@@ -320,3 +320,31 @@ def test_date_and_index():
         assert outcome(script.format(test=test), message) == [("hit" if hit else "INBOX", ())], test
     assert "unknown date part" in refusal('require "date"; if date "date" "fortnight" "1" {}').text
     assert ":last needs :index" in refusal('require "index"; if header :last "a" "b" {}').text
+
+
+def test_include_return_and_global_variables():
+    """RFC 6609's shapes: a personal script included once, return, a global variable."""
+    library = {
+        ("personal", "lists"): 'require ["fileinto", "include", "variables"]; global "folder"; '
+                               'if header :contains "list-id" "team" { fileinto "${folder}"; return; } '
+                               'fileinto "never";',
+        ("global", "spam"): 'require ["fileinto"]; if header :contains "x-spam-status" "Yes" { fileinto "Junk"; }',
+        ("personal", "loop"): 'require "include"; include "loop";',
+    }
+
+    def loader(location, name):
+        found = library.get((location, name))
+        return None if found is None else check(found)
+
+    def result(script):
+        return [(store.folder, store.flags) for store in
+                run(check(script), MESSAGE, ENVELOPE, loader=loader).stores]
+
+    assert result('require ["include", "variables"]; global "folder"; set "folder" "Team"; include "lists"; '
+                  'include :once "lists"; include :global "spam";') == [("Team", ()), ("Junk", ())]
+    assert result('require "include"; include :optional "missing"; return; discard;') == [("INBOX", ())]
+    with pytest.raises(RunError, match="no personal script 'missing'"):
+        run(check('require "include"; include "missing";'), MESSAGE, ENVELOPE, loader=loader)
+    with pytest.raises(RunError, match="includes itself"):
+        run(check('require "include"; include "loop";'), MESSAGE, ENVELOPE, loader=loader)
+    assert 'global needs require "variables"' in refusal('require "include"; global "x";').text

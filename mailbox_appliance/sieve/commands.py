@@ -14,7 +14,7 @@ from mailbox_appliance.sieve.matching import COMPARATORS, RELATIONS
 
 # The extensions a script may require (CAPABILITY's SIEVE list, in this order).
 EXTENSIONS = ("fileinto", "reject", "ereject", "envelope", "vacation", "imap4flags", "copy", "body", "variables",
-              "relational", "subaddress", "mailbox", "date", "index", "comparator-i;ascii-numeric")
+              "relational", "subaddress", "mailbox", "date", "index", "include", "comparator-i;ascii-numeric")
 # RFC 5260 §4: what the date tests can compare.
 DATE_PARTS = ("year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601", "std11",
               "zone", "weekday")
@@ -57,6 +57,10 @@ SPECS = {
     "elsif": Spec("control", tests="one", block=True),
     "else": Spec("control", block=True),
     "stop": Spec("control"),
+    "include": Spec("control", (STRING,), {":personal": Argument(group="location"), ":global": Argument(group="location"),
+                                           ":once": Argument(), ":optional": Argument()}, "include"),
+    "return": Spec("control", extension="include"),
+    "global": Spec("control", (STRINGS,), extension="include"),
     "keep": Spec("action", tags=FLAGS),
     "discard": Spec("action"),
     "fileinto": Spec("action", (STRING,), {**FLAGS, ":copy": Argument(None, "copy"),
@@ -199,5 +203,7 @@ def _check_tag_values(node, required):
         raise SieveError(node.line, "size needs :over or :under")
     if ":last" in node.tagged and ":index" not in node.tagged:
         raise SieveError(node.line, ":last needs :index (RFC 5260 §6)")
+    if node.name == "global" and "variables" not in required:
+        raise SieveError(node.line, 'global needs require "variables" too (RFC 6609 §3.3)')
     if node.tagged.get(":index", 1) < 1:
         raise SieveError(node.line, ":index counts from 1")

@@ -75,9 +75,16 @@ class SieveFilter:
             return self._failed(queue_id, mailbox, maildir, default, f"its active script cannot be read: {problem}")
         if commands is None:
             return default
+        def loader(location, name):
+            try:
+                return (self.scripts.checked(mailbox, name) if location == "personal"
+                        else self.scripts.checked_global(name))
+            except (ScriptError, SieveError, OSError) as problem:
+                raise interpreter.RunError(f"the {location} script {name!r} cannot be included: {problem}") from None
+
         try:
             outcome = interpreter.run(commands, message, interpreter.Envelope(sender, recipient),
-                                      lambda name: _folder(maildir, name) is not None, self.clock)
+                                      lambda name: _folder(maildir, name) is not None, self.clock, loader)
         except interpreter.RunError as problem:
             return self._failed(queue_id, mailbox, maildir, default, f"its script failed: {problem}")
         if outcome.redirects and responses.loops(message, mailbox):

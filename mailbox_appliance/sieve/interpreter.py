@@ -26,6 +26,8 @@ from mailbox_appliance.sieve.matching import compare, fold, matches, numeric
 
 MAX_ACTIONS = 32
 MAX_REDIRECTS = 4
+MAX_INCLUDE_DEPTH = 8                 # scripts included inside included scripts (RFC 6609 §3.2)
+MAX_INCLUDES = 32                     # includes run in all
 MAX_BODY_OCTETS = 1024 * 1024
 MAX_SECONDS = 1.0
 MAX_VARIABLE_OCTETS = 4096            # RFC 5229 §6: an implementation may truncate values
@@ -76,17 +78,41 @@ class _Stop(Exception):
     """The stop command (RFC 5228 §3.3)."""
 
 
+class _Return(Exception):
+    """The return command (RFC 6609 §3.2): the end of the included script."""
+
+
+class _Variables:
+    """One script's variables (RFC 5229); the names it declared ``global`` (RFC 6609 §3.3) are
+    the run's shared ones, seen by every script that declares them."""
+
+    def __init__(self, shared):
+        self.local, self.shared, self.global_names = {}, shared, set()
+
+    def get(self, name, default=""):
+        return (self.shared if name in self.global_names else self.local).get(name, default)
+
+    def __setitem__(self, name, value):
+        (self.shared if name in self.global_names else self.local)[name] = value
+
+
+def _requires(commands, extension):
+    return any(node.name == "require" and extension in node.positional[0] for node in commands)
+
+
 class _Run:
-    def __init__(self, commands, message, envelope, folder_exists, clock):
+    def __init__(self, commands, message, envelope, folder_exists, clock, loader):
         self.message, self.envelope, self.folder_exists = message, envelope, folder_exists
-        self.clock = clock
+        self.clock, self.loader = clock, loader
         self.deadline = clock() + MAX_SECONDS
-        self.variables = {}
+        self.shared = {}
+        self.variables = _Variables(self.shared)
         self.match_values = []
+        self.including, self.included, self.includes = [], set(), 0
         self.flags = []
         self.keep = True              # the implicit keep
         self.outcome = Outcome()
-        self.uses_variables = any(node.name == "require" and "variables" in node.positional[0] for node in commands)
+        self.uses_variables = _requires(commands, "variables")
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -110,6 +136,42 @@ class _Run:
 
     def do_stop(self, node):
         raise _Stop()
+
+    def do_return(self, node):
+        # RFC 6609 §3.2: in the top-level script, return ends it as stop does.
+        raise _Return() if self.including else _Stop()
+
+    def do_global(self, node):
+        self.variables.global_names.update(name.lower() for name in self.strings(node.positional[0]))
+
+    def do_include(self, node):
+        """RFC 6609 §3.2: run another of the user's scripts (or a global one) here."""
+        name = self.expand(node.positional[0])
+        key = ("global" if ":global" in node.tagged else "personal", name)
+        if ":once" in node.tagged and key in self.included:
+            return
+        if key in self.including:
+            raise RunError(f"the script {name!r} includes itself")
+        self.includes += 1
+        if len(self.including) >= MAX_INCLUDE_DEPTH or self.includes > MAX_INCLUDES:
+            raise RunError(f"more than {MAX_INCLUDE_DEPTH} nested or {MAX_INCLUDES} includes")
+        commands = self.loader(*key)
+        if commands is None:
+            if ":optional" in node.tagged:
+                return
+            raise RunError(f"there is no {key[0]} script {name!r} to include")
+        self.included.add(key)
+        saved = self.variables, self.match_values, self.uses_variables
+        self.variables, self.match_values = _Variables(self.shared), []
+        self.uses_variables = _requires(commands, "variables")
+        self.including.append(key)
+        try:
+            self.block(commands)
+        except _Return:
+            pass
+        finally:
+            self.including.pop()
+            self.variables, self.match_values, self.uses_variables = saved
 
     def do_keep(self, node):
         self.store("INBOX", node)
@@ -449,10 +511,12 @@ _MODIFIERS = {
 }
 
 
-def run(commands, message, envelope, folder_exists=lambda name: True, clock=time.monotonic):
+def run(commands, message, envelope, folder_exists=lambda name: True, clock=time.monotonic,
+        loader=lambda location, name: None):
     """The Outcome of checked *commands* on *message* (CRLF bytes) with *envelope*; raises
-    RunError (the caller keeps the message in INBOX and logs why)."""
-    state = _Run(commands, message, envelope, folder_exists, clock)
+    RunError (the caller keeps the message in INBOX and logs why).  *loader(location, name)*
+    gives the checked commands of a script to include ("personal" or "global"), or None."""
+    state = _Run(commands, message, envelope, folder_exists, clock, loader)
     try:
         state.block(commands)
     except _Stop:

@@ -22,6 +22,9 @@ SUFFIX = ".sieve"
 ACTIVE_LINK = "active"
 MAX_NAME_LENGTH = 128
 MAX_SCRIPTS = 64
+MAX_CACHED = 10000
+# Scripts every user may include with ``include :global`` (RFC 6609), put there by the admin.
+GLOBAL_DIRECTORY = "sieve-global"
 
 
 class ScriptError(Exception):
@@ -46,7 +49,7 @@ def check_name(name):
 class SieveScripts:
     def __init__(self, data_dir):
         self.data_dir = data_dir
-        self._checked = {}             # address -> ((path, mtime_ns, size), commands)
+        self._checked = {}             # path -> ((mtime_ns, size), commands)
 
     def directory(self, address, create=False):
         """The user's sieve directory; made (with the Maildir, if need be) when *create*."""
@@ -131,19 +134,29 @@ class SieveScripts:
         """The active script's checked commands, or None.  A script that no longer checks (one
         written by hand, or by a newer version) raises SieveError: delivery keeps the mail."""
         name = self.active_name(address)
-        if name is None:
-            return None
-        path = self._path(address, name)
+        return None if name is None else self.checked(address, name)
+
+    def checked(self, address, name):
+        """The checked commands of the user's script *name* (for include), or None."""
+        return self._checked_file(self._path(address, name))
+
+    def checked_global(self, name):
+        """The checked commands of the admin's global script *name* (``include :global``), or None."""
+        return self._checked_file(os.path.join(self.data_dir, GLOBAL_DIRECTORY, check_name(name) + SUFFIX))
+
+    def _checked_file(self, path):
         try:
             status = os.stat(path)
         except FileNotFoundError:
             return None
-        key = (path, status.st_mtime_ns, status.st_size)
-        cached = self._checked.get(address)
+        key = (status.st_mtime_ns, status.st_size)
+        cached = self._checked.get(path)
         if cached is None or cached[0] != key:
             with open(path, "rb") as handle:
                 cached = (key, check(handle.read()))
-            self._checked[address] = cached
+            if len(self._checked) >= MAX_CACHED:
+                self._checked.clear()
+            self._checked[path] = cached
         return cached[1]
 
     def _path(self, address, name, create=False):
