@@ -5,9 +5,11 @@ import pytest
 
 from mailbox_appliance.sieve import responses
 from mailbox_appliance.sieve.commands import check
+from mailbox_appliance.sieve.filtering import SieveFilter
 from mailbox_appliance.sieve.grammar import MAX_NESTING, SieveError, parse
 from mailbox_appliance.sieve.interpreter import Envelope, RunError, run
 from mailbox_appliance.sieve.matching import compare, matches
+from mailbox_appliance.sieve.scripts import SieveScripts
 from mailbox_appliance.srs import SenderRewriting
 
 MESSAGE = (b"Return-Path: <boss@example.org>\r\n"
@@ -20,7 +22,7 @@ ENVELOPE = Envelope("boss@example.org", "alice+work@example.test")
 
 def outcome(script, message=MESSAGE, envelope=ENVELOPE, **options):
     """[(folder, flags)] of *script* run on *message*."""
-    return [(store.folder, store.flags) for store in run(check(script), message, envelope, **options).stores]
+    return [(store.folder or "INBOX", store.flags) for store in run(check(script), message, envelope, **options).stores]
 
 
 def refusal(script):
@@ -259,7 +261,7 @@ def test_redirect_reject_and_vacation_decisions():
     redirected = outcome_of('redirect "a@x.test"; redirect "A@x.test"; redirect "b@x.test";')
     assert redirected.redirects == ["a@x.test", "b@x.test"] and redirected.stores == []
     kept = run(check('require "copy"; redirect :copy "a@x.test";'), MESSAGE, ENVELOPE)
-    assert kept.redirects == ["a@x.test"] and [store.folder for store in kept.stores] == ["INBOX"]
+    assert kept.redirects == ["a@x.test"] and [store.folder for store in kept.stores] == [None]
     with pytest.raises(RunError, match="more than 4 redirects"):
         outcome_of("".join(f'redirect "r{n}@x.test";' for n in range(5)))
     with pytest.raises(RunError, match="not one mail address"):
@@ -337,7 +339,7 @@ def test_include_return_and_global_variables():
         return None if found is None else check(found)
 
     def result(script):
-        return [(store.folder, store.flags) for store in
+        return [(store.folder or "INBOX", store.flags) for store in
                 run(check(script), MESSAGE, ENVELOPE, loader=loader).stores]
 
     assert result('require ["include", "variables"]; global "folder"; set "folder" "Team"; include "lists"; '
@@ -348,3 +350,39 @@ def test_include_return_and_global_variables():
     with pytest.raises(RunError, match="includes itself"):
         run(check('require "include"; include "loop";'), MESSAGE, ENVELOPE, loader=loader)
     assert 'global needs require "variables"' in refusal('require "include"; global "x";').text
+
+
+def test_rfc5230_and_rfc5232_examples():
+    """RFC 5230 §4.1 (vacation with :days and :addresses) and RFC 5232 §7 (flags)."""
+    vacation = run(check('''require ["vacation"];
+        if header :contains "subject" "cyrus" {
+            vacation :days 7 :addresses ["alice@example.test", "a@example.test"]
+            "I'm out -- send mail to cyrus-bugs";
+        } else {
+            vacation :days 7 :addresses ["alice@example.test"] "I'm out -- call me at +1 304 555 0123";
+        }'''), MESSAGE, ENVELOPE)
+    assert vacation.vacation.reason.startswith("I'm out -- call me") and vacation.vacation.days == 7
+    flags = run(check('''require ["imap4flags", "fileinto"];
+        if header :contains "from" "boss@example.org" {
+            setflag "\\\\Flagged";
+            fileinto "Boss";
+        } elsif header :contains "Subject" "Important" {
+            addflag "\\\\Flagged";
+        }'''), MESSAGE, ENVELOPE)
+    assert [(store.folder, store.flags) for store in flags.stores] == [("Boss", ("\\Flagged",))]
+
+
+def test_keep_means_the_folder_the_verdict_chose(tmp_path):
+    """A spam verdict files into Junk (Resolution.folder): keep and the implicit keep follow it;
+    fileinto "INBOX" takes the message out of it."""
+    scripts = SieveScripts(str(tmp_path))
+    script_filter = SieveFilter(str(tmp_path), "mail.example.test", scripts, None, None, None)
+    assert script_filter.decide("q1", "alice@example.test", "a@b.test", "alice@example.test", MESSAGE,
+                                "Junk").stores == [("Junk", "")]
+    scripts.put("alice@example.test", "rules", b'require "imap4flags"; addflag "\\\\Seen"; keep;')
+    scripts.activate("alice@example.test", "rules")
+    assert script_filter.decide("q2", "alice@example.test", "a@b.test", "alice@example.test", MESSAGE,
+                                "Junk").stores == [("Junk", "S")]
+    scripts.put("alice@example.test", "rules", b'require "fileinto"; fileinto "INBOX";')
+    assert script_filter.decide("q3", "alice@example.test", "a@b.test", "alice@example.test", MESSAGE,
+                                "Junk").stores == [("", "")]

@@ -117,7 +117,7 @@ class SieveFilter:
     def _placed(self, queue_id, mailbox, maildir, stores, default_folder):
         placed = []
         for store in stores:
-            folder = default_folder if store.folder.upper() == INBOX else _folder(maildir, store.folder, store.create)
+            folder = default_folder if store.folder is None else _folder(maildir, store.folder, store.create)
             if folder is None:
                 # Kept as if there were no script: not marked \Seen where the user never looks.
                 self._kept(queue_id, mailbox, f"no folder {store.folder!r} (fileinto :create makes it)")

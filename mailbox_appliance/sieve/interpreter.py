@@ -48,7 +48,7 @@ class Envelope:
 
 @dataclass
 class Store:
-    folder: str          # the folder's name as the script wrote it; "INBOX" for keep
+    folder: str          # the folder's name as the script wrote it; None for keep (the default folder)
     flags: tuple = ()
     create: bool = False
 
@@ -174,7 +174,7 @@ class _Run:
             self.variables, self.match_values, self.uses_variables = saved
 
     def do_keep(self, node):
-        self.store("INBOX", node)
+        self.store(None, node)
 
     def do_discard(self, node):
         self.action()
@@ -524,7 +524,7 @@ def run(commands, message, envelope, folder_exists=lambda name: True, clock=time
     except RecursionError as problem:       # checked scripts nest at most grammar.MAX_NESTING
         raise RunError("the script nests too deep") from problem
     if state.keep:
-        state.store("INBOX", _IMPLICIT_KEEP)
+        state.store(None, _IMPLICIT_KEEP)
     return state.outcome
 
 
