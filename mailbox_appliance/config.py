@@ -239,14 +239,17 @@ class ListenSettings:
     pop3: str
     pop3s: str
     managesieve: str
+    https: str
+    http: str
 
-    IMPLICIT_TLS = ("submissions", "imaps", "pop3s")
+    IMPLICIT_TLS = ("submissions", "imaps", "pop3s", "https")
 
     def enabled(self):
         """(name, endpoint string, implicit TLS?) for every enabled listener."""
         return [
             (name, getattr(self, name), name in self.IMPLICIT_TLS)
-            for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve")
+            for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve",
+                         "https", "http")
             if getattr(self, name)
         ]
 
@@ -345,6 +348,8 @@ SCHEMA = {
         "pop3": Setting(_endpoint_parser(False), f"tcp:1110:{_LOOPBACK}"),
         "pop3s": Setting(_endpoint_parser(True), f"tcp:1995:{_LOOPBACK}"),
         "managesieve": Setting(_endpoint_parser(False), f"tcp:14190:{_LOOPBACK}"),
+        "https": Setting(_endpoint_parser(True), f"tcp:1443:{_LOOPBACK}"),
+        "http": Setting(_endpoint_parser(False), f"tcp:1080:{_LOOPBACK}"),
     },
     "tls": {
         "certificate": Setting(parse_path, "tls/certificate.pem", relative_to_data_dir=True),

@@ -18,7 +18,7 @@ from collections import Counter
 
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import WrappingFactory
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from mailbox_appliance.flow_control import TLS_HANDSHAKE_SECONDS, FlowControlledConnection
 
@@ -27,6 +27,8 @@ BUSY_LINES = {
     "imap": b"* BYE %s; try again later\r\n",
     "pop3": b"-ERR [SYS/TEMP] %s; try again later\r\n",
     "managesieve": b'BYE (TRYLATER) "%s; try again later"\r\n',
+    "http": b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+            b"%s; try again later\r\n",
 }
 
 TOO_MANY = "Too many connections"
@@ -141,17 +143,27 @@ class _Busy(Protocol):
             self._abort.cancel()
 
 
+class CountedConnection(ProtocolWrapper):
+    """Around a session that does its own flow control and timeouts (twisted.web's HTTPChannel
+    is its transport's producer and has its idle timer): counted against the limits, no more."""
+
+    is_logged_in = False
+
+
 class LimitedFactory(WrappingFactory):
     """Wraps a session factory: each connection under the limits gets a FlowControlledConnection
-    around its session.  *implicit_tls*: the listener's TLS starts at once (flow_control's
-    handshake deadline); *login_deadline*: seconds a session has to log in, None where nobody
-    logs in (port 25)."""
+    around its session (a CountedConnection without *flow_control*).  *implicit_tls*: the
+    listener's TLS starts at once (flow_control's handshake deadline); *login_deadline*: seconds
+    a session has to log in, None where nobody logs in (port 25, the web)."""
 
     noisy = False
     protocol = FlowControlledConnection
 
-    def __init__(self, wrapped_factory, limit, listener, busy_line, clock, implicit_tls=False, login_deadline=None):
+    def __init__(self, wrapped_factory, limit, listener, busy_line, clock, implicit_tls=False, login_deadline=None,
+                 flow_control=True):
         super().__init__(wrapped_factory)
+        if not flow_control:
+            self.protocol = CountedConnection
         self.limit = limit
         self.listener = listener
         self.busy_line = busy_line

@@ -39,6 +39,7 @@ from mailbox_appliance.realm import MailRealm
 from mailbox_appliance.session_security import LoginGate
 from mailbox_appliance.spam.dnsbl import Blocklists
 from mailbox_appliance.srs import SenderRewriting
+from mailbox_appliance.web.site import ConfigurationResource, RedirectResource, site
 from mailbox_appliance.spam.learning import LearningQueue
 from mailbox_appliance.spam.rspamd import Rspamd
 from mailbox_appliance.status import ApplianceStatus
@@ -200,6 +201,10 @@ def makeService(settings, reactor=None):
         "pop3": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor)),
         "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),
         "managesieve": ("managesieve", lambda: ManageSieveFactory(settings, gate, scripts, tls_context, reactor)),
+        "https": ("http", lambda: site(ConfigurationResource(settings.server.hostname, accounts, bound,
+                                                             "testing" if settings.tls.create_self_signed
+                                                             else "enforce"))),
+        "http": ("http", lambda: site(RedirectResource(settings.server.hostname, accounts, bound))),
     }
     connections = ConnectionLimit(limits.max_connections, limits.max_connections_per_address,
                                   limits.max_connection_rate, reactor)
@@ -224,10 +229,11 @@ def makeService(settings, reactor=None):
         protocol, make_factory = factories[name]
         factory = make_factory()
         factory.noisy = False
-        # Port 25's sessions never log in; everybody else's must, within the deadline.
-        login_deadline = None if name == "smtp" else LOGIN_DEADLINE_SECONDS
+        # Port 25's sessions and the web's never log in; everybody else's must, within the deadline.
+        login_deadline = None if name in ("smtp", "https", "http") else LOGIN_DEADLINE_SECONDS
         factory = LimitedFactory(factory, connections, name, BUSY_LINES[protocol], reactor,
-                                 implicit_tls=implicit_tls, login_deadline=login_deadline)
+                                 implicit_tls=implicit_tls, login_deadline=login_deadline,
+                                 flow_control=protocol != "http")
         if implicit_tls:
             factory = TLSMemoryBIOFactory(tls_context, False, factory)
             # The listener's own log line says what matters; Twisted's "Starting factory" is noise.

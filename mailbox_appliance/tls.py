@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import crypto
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 
 from mailbox_appliance.atomic import atomic_replace
@@ -38,12 +38,36 @@ def context_factory(settings, log=None, create=True):
     private_key = _read(tls.private_key, "private_key", _load_private_key)
     if _public_key_bytes(certificate) != _public_key_bytes(private_key):
         raise TLSError(f"[tls] private_key {tls.private_key} does not match certificate {tls.certificate}")
-    return ssl.CertificateOptions(
+    return ServerOptions(
         # Twisted 22.4 (Debian 12) takes pyOpenSSL objects, so convert.
         privateKey=crypto.PKey.from_cryptography_key(private_key),
         certificate=crypto.X509.from_cryptography(certificate),
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
+
+
+class ServerOptions(ssl.CertificateOptions):
+    """The server's TLS options, answering ALPN (RFC 7301) by negotiating no protocol.
+
+    Why: current Twisted installs an ALPN callback on every server context which, when none of
+    the client's protocols is acceptable, returns b"" instead of pyOpenSSL's "no overlap": the
+    handshake then fails with an internal_error alert.  A client offering ALPN (curl offers
+    h2/http1.1 to HTTPS; mail clients may offer "imap") could not connect to any listener.  None
+    of our protocols needs ALPN, so none is negotiated and the handshake goes on without it."""
+
+    _answers_alpn = False
+
+    def getContext(self):
+        context = super().getContext()
+        # Once, before the first connection: pyOpenSSL refuses changes to a context in use.
+        if not self._answers_alpn:
+            context.set_alpn_select_callback(_no_application_protocol)
+            self._answers_alpn = True
+        return context
+
+
+def _no_application_protocol(connection, offered):
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def client_context_factory():

@@ -9,7 +9,7 @@
 #   -> purge (data kept) -> reinstall (same mail) -> confirmed purges (debconf, flag) -> gone.
 #
 # It changes the machine: it installs and purges the package mailbox-appliance and binds ports
-# 25, 587, 465, 143, 993, 110, 995 and 4190 on every address while it runs.  Traffic goes to 127.0.0.1
+# 25, 587, 465, 143, 993, 110, 995, 4190, 443 and 80 on every address while it runs.  Traffic goes to 127.0.0.1
 # only.  Leftovers of an earlier installation (mail!) stop it unless CI=true or
 # MAILBOX_APPLIANCE_TEST_FORCE=yes, which purge them first.
 set -euo pipefail
@@ -27,7 +27,7 @@ DATA=/var/lib/mailbox-appliance
 UNIT=/lib/systemd/system/mailbox-appliance.service
 PLUGIN=/usr/lib/python3/dist-packages/twisted/plugins/mailbox_appliance_plugin.py
 PLUGIN_CACHE=/usr/lib/python3/dist-packages/twisted/plugins/dropin.cache
-PORTS=(25 587 465 143 993 110 995 4190)
+PORTS=(25 587 465 143 993 110 995 4190 443 80)
 DOMAIN=example.test
 ADDRESS=alice@$DOMAIN
 MAILDIR=$DATA/mail/$DOMAIN/alice

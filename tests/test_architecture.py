@@ -46,6 +46,7 @@ ALLOWED = {
     "sendmail": {"address_list", "admin", "config", "maildrop", "message"},
     "sieve": {"address_list", "atomic", "interfaces", "maildir", "message", "queue"},
     "srs": {"atomic"},
+    "web": {"accounts"},
     "managesieve": {"accounts", "atomic", "interfaces", "session_security", "sieve"},
     "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "message", "queue", "sieve", "tls"},
     "service": EVERY_PART,

@@ -14,18 +14,23 @@ GREETINGS = {
     "imap": b"* OK", "imaps": b"* OK",
     "pop3": b"+OK", "pop3s": b"+OK",
     "managesieve": b'"IMPLEMENTATION" "mailbox-appliance"',
+    "https": b"HTTP/1.1 404 ", "http": b"HTTP/1.1 301 ",
 }
-IMPLICIT_TLS = {"submissions", "imaps", "pop3s"}
+IMPLICIT_TLS = {"submissions", "imaps", "pop3s", "https"}
+# The web listeners speak when spoken to.
+FIRST_WORDS = {"https": b"GET / HTTP/1.1\r\nHost: mail.example.test\r\n\r\n", "http": b"GET / HTTP/1.1\r\n\r\n"}
 
 
-def _greeting(port, tls):
+def _greeting(port, tls, first_words=b""):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         if not tls:
+            raw.sendall(first_words)
             return raw.recv(1024), None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         with context.wrap_socket(raw) as wrapped:
+            wrapped.sendall(first_words)
             return wrapped.recv(1024), wrapped.version()
 
 
@@ -54,7 +59,7 @@ def test_the_admin_command_alone_prints_its_help():
 def test_every_listener_answers_and_sigterm_stops_cleanly(appliance):
     assert set(appliance.ports) == set(LISTENERS)
     for name, port in appliance.ports.items():
-        greeting, version = _greeting(port, name in IMPLICIT_TLS)
+        greeting, version = _greeting(port, name in IMPLICIT_TLS, FIRST_WORDS.get(name, b""))
         assert greeting.startswith(GREETINGS[name]), (name, greeting)
         if name in IMPLICIT_TLS:
             assert version in ("TLSv1.2", "TLSv1.3"), (name, version)
@@ -74,7 +79,8 @@ def test_built_in_defaults_serve_a_demo(tmp_path):
     demo = Appliance(cwd=str(tmp_path))
     try:
         assert demo.ports == {"smtp": 2525, "submission": 2587, "submissions": 2465,
-                              "imap": 1143, "imaps": 1993, "pop3": 1110, "pop3s": 1995, "managesieve": 14190}
+                              "imap": 1143, "imaps": 1993, "pop3": 1110, "pop3s": 1995, "managesieve": 14190,
+                              "https": 1443, "http": 1080}
         assert all("127.0.0.1:" in line for line in demo.lines if " listening on " in line)
         assert os.path.exists(tmp_path / "mailbox-data" / "tls" / "certificate.pem")
         assert os.stat(tmp_path / "mailbox-data" / "tls" / "private-key.pem").st_mode & 0o077 == 0

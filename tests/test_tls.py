@@ -60,3 +60,20 @@ def test_the_self_signed_certificate_names_the_loopback_address_the_demo_listens
     with socket.create_connection(("127.0.0.1", appliance.ports["imaps"]), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname=name) as wrapped:
             assert wrapped.recv(64).startswith(b"* OK")
+
+
+def test_a_client_offering_alpn_connects_to_every_tls_listener(appliance):
+    """Current Twisted failed every handshake in which the client offered ALPN (curl offers h2
+    and http/1.1; a mail client may offer imap) with an internal_error alert."""
+    import socket
+
+    from conftest import unverified_tls
+    for name, greeting in (("imaps", b"* OK"), ("pop3s", b"+OK"), ("submissions", b"220 "), ("https", None)):
+        context = unverified_tls()
+        context.set_alpn_protocols(["imap", "h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", appliance.ports[name]), timeout=10) as raw:
+            with context.wrap_socket(raw) as wrapped:
+                assert wrapped.selected_alpn_protocol() is None, name
+                if greeting is not None:
+                    assert wrapped.recv(64).startswith(greeting), name
+    assert not any("Traceback" in line for line in appliance.lines)
