@@ -529,16 +529,31 @@ def dkim_use(arguments, settings):
 
 
 def _dns_records(settings, domain, selector, record):
-    # A TXT string is at most 255 octets (RFC 1035 §3.3.14): split the key record into several.
-    chunks = " ".join(f'"{record[i:i + 250]}"' for i in range(0, len(record), 250))
-    return "\n".join([
-        f"Publish these DNS records for {domain}:",
-        f"{selector}._domainkey.{domain}. IN TXT ( {chunks} )",
-        "; suggested SPF (RFC 7208): only this domain's MX hosts send its mail",
-        f'{domain}. IN TXT "v=spf1 mx -all"',
-        "; suggested DMARC (RFC 7489): start with p=none to watch, then quarantine or reject",
-        f'_dmarc.{domain}. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@{domain}"',
-    ])
+    from mailbox_appliance import dns_records
+
+    lines = dns_records.zone_lines(dns_records.mail_authentication(domain, (selector, record)))
+    return "\n".join([f"Publish these DNS records for {domain} (dns {domain} lists every record):", *lines])
+
+
+def dns_command(arguments, settings):
+    """Every record a domain needs; with --check, what the DNS holds of each."""
+    from mailbox_appliance import dns_check, dns_records
+
+    domain = arguments.domain.strip().lower().rstrip(".")
+    if not _accounts(settings).is_local_domain(domain):
+        raise AdminError(f"{domain} is not a domain of this server; add it first: domain add {domain}")
+    records = dns_records.required(settings, domain)
+    if not arguments.check:
+        return "\n".join([f"Publish these DNS records for {domain}:", *dns_records.zone_lines(records)])
+    lines, good = [], 0
+    for record, found in dns_check.look_up(settings.outbound.resolver, records):
+        status = "UNKNOWN" if found is None else dns_records.verdict(record, found)
+        good += status == "OK"
+        shown = ", ".join(f"port {value[1]} on {value[0]}" if isinstance(value, tuple) else value for value in found or ())
+        advice = {"MISSING": f": publish {record.value}", "WRONG": f": found {shown}; publish {record.value}",
+                  "UNKNOWN": ": the lookup failed (try again)"}.get(status, "")
+        lines.append(f"{status:<8} {record.name} {record.type}{advice}")
+    return "\n".join([*lines, f"{good} of {len(records)} records of {domain} are as they should be"])
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -585,7 +600,7 @@ def _parser():
     parser = argparse.ArgumentParser(prog="mailbox-appliance-admin", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mailbox-appliance {__version__}")
     parser.add_argument("--config", "-c", help=f"the INI configuration file (default: ${config.CONFIG_ENVIRONMENT_VARIABLE}, else the built-in defaults)")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,sieve,vacation,import-dovecot,check-config,status,who,kick,auth}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{domain,user,alias,queue,dkim,dns,sieve,vacation,import-dovecot,check-config,status,who,kick,auth}")
 
     def command(subparsers, name, handler, help_text):
         sub = subparsers.add_parser(name, help=help_text)
@@ -670,6 +685,9 @@ def _parser():
     sub.add_argument("domain", help="one of this server's domains")
     sub.add_argument("selector", help="the selector of a key made with dkim keygen")
 
+    sub = command(groups, "dns", dns_command, "every DNS record a domain needs (--check: look them up)")
+    sub.add_argument("domain", help="one of this server's domains")
+    sub.add_argument("--check", action="store_true", help="ask the DNS ([outbound] resolver) for each record")
     sub = command(groups, "import-dovecot", import_dovecot, "take over a Dovecot Maildir tree and passwd-file")
     sub.add_argument("--mail-root", required=True, help="Dovecot's Maildirs, as DIR/DOMAIN/USER (maildir:DIR/%%d/%%n)")
     sub.add_argument("--passwd-file", required=True, help="Dovecot's passwd-file (user@domain:{SCHEME}hash:...)")

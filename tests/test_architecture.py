@@ -47,8 +47,11 @@ ALLOWED = {
     "sieve": {"address_list", "atomic", "interfaces", "maildir", "message", "queue"},
     "srs": {"atomic"},
     "web": {"accounts"},
+    "dns_records": {"queue"},
+    "dns_check": {"queue"},
     "managesieve": {"accounts", "atomic", "interfaces", "session_security", "sieve"},
-    "admin": {"accounts", "admin_channel", "config", "dovecot_import", "maildir", "message", "queue", "sieve", "tls"},
+    "admin": {"accounts", "admin_channel", "config", "dns_check", "dns_records", "dovecot_import", "maildir", "message",
+              "queue", "sieve", "tls"},
     "service": EVERY_PART,
 }
 

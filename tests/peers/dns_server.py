@@ -3,7 +3,8 @@
     python dns_server.py ZONE.json
 
 ZONE.json: {"records": {"name": {"MX": [[10, "mx1.name"]], "A": ["127.0.0.2"], "AAAA": ["::1"],
-                                  "TXT": ["v=spf1 -all"]}},
+                                  "TXT": ["v=spf1 -all"], "CNAME": ["host.name"],
+                                  "SRV": [[0, 1, 993, "host.name"]]}},
             "servfail": ["broken.test"], "servfail_all": false}
 A name not in "records" is NXDOMAIN; a listed name without the asked type is NODATA; a name in
 "servfail" (or any name, with "servfail_all") answers SERVFAIL: at once, where a DNS server that
@@ -45,6 +46,13 @@ class ZoneAuthority(common.ResolverBase):
         elif type == dns.AAAA:
             answers = [dns.RRHeader(key, dns.AAAA, ttl=60, payload=dns.Record_AAAA(address, ttl=60), auth=True)
                        for address in types.get("AAAA", [])]
+        elif type == dns.CNAME:
+            answers = [dns.RRHeader(key, dns.CNAME, ttl=60, payload=dns.Record_CNAME(target, ttl=60), auth=True)
+                       for target in types.get("CNAME", [])]
+        elif type == dns.SRV:
+            answers = [dns.RRHeader(key, dns.SRV, ttl=60, auth=True,
+                                    payload=dns.Record_SRV(priority, weight, port, target, ttl=60))
+                       for priority, weight, port, target in types.get("SRV", [])]
         elif type == dns.TXT:
             answers = [dns.RRHeader(key, dns.TXT, ttl=60, auth=True, payload=dns.Record_TXT(
                 *[text.encode()[i:i + 255] for i in range(0, len(text.encode()), 255)], ttl=60))
