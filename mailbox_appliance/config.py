@@ -241,6 +241,7 @@ class ListenSettings:
     managesieve: str
     https: str
     http: str
+    metrics: str
 
     IMPLICIT_TLS = ("submissions", "imaps", "pop3s", "https")
 
@@ -249,7 +250,7 @@ class ListenSettings:
         return [
             (name, getattr(self, name), name in self.IMPLICIT_TLS)
             for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve",
-                         "https", "http")
+                         "https", "http", "metrics")
             if getattr(self, name)
         ]
 
@@ -350,6 +351,7 @@ SCHEMA = {
         "managesieve": Setting(_endpoint_parser(False), f"tcp:14190:{_LOOPBACK}"),
         "https": Setting(_endpoint_parser(True), f"tcp:1443:{_LOOPBACK}"),
         "http": Setting(_endpoint_parser(False), f"tcp:1080:{_LOOPBACK}"),
+        "metrics": Setting(_endpoint_parser(False), f"tcp:9110:{_LOOPBACK}"),
     },
     "tls": {
         "certificate": Setting(parse_path, "tls/certificate.pem", relative_to_data_dir=True),

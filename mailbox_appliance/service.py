@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from mailbox_appliance import __version__, tls
+from mailbox_appliance import __version__, metrics, tls
 from mailbox_appliance.accounts.checker import PasswordChecker
 from mailbox_appliance.accounts.directory import Accounts
 from mailbox_appliance.accounts.last_login import LastLogins
@@ -205,6 +205,7 @@ def makeService(settings, reactor=None):
                                                              "testing" if settings.tls.create_self_signed
                                                              else "enforce"))),
         "http": ("http", lambda: site(RedirectResource(settings.server.hostname, accounts, bound))),
+        "metrics": ("http", lambda: site(metrics_page)),
     }
     connections = ConnectionLimit(limits.max_connections, limits.max_connections_per_address,
                                   limits.max_connection_rate, reactor)
@@ -221,6 +222,8 @@ def makeService(settings, reactor=None):
         return [(listener.name, _address(listener.port)) for listener in listeners if listener.port is not None]
 
     status = ApplianceStatus(__version__, gate, checker, spool, runner.recent_problems, bound, reactor)
+    counting, metrics_page = metrics.build(spool, gate, reactor)
+    counting.setServiceParent(appliance)
     commands = {**QueueControl(runner, spool).commands(), **status.commands()}
     AdminChannel(data_dir, commands, reactor).setServiceParent(appliance)
     # Its checker processes start before the listeners, and stop after them.
@@ -230,7 +233,7 @@ def makeService(settings, reactor=None):
         factory = make_factory()
         factory.noisy = False
         # Port 25's sessions and the web's never log in; everybody else's must, within the deadline.
-        login_deadline = None if name in ("smtp", "https", "http") else LOGIN_DEADLINE_SECONDS
+        login_deadline = None if name in ("smtp", "https", "http", "metrics") else LOGIN_DEADLINE_SECONDS
         factory = LimitedFactory(factory, connections, name, BUSY_LINES[protocol], reactor,
                                  implicit_tls=implicit_tls, login_deadline=login_deadline,
                                  flow_control=protocol != "http")

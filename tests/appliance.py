@@ -16,7 +16,8 @@ import time
 BIN = os.path.dirname(sys.executable)
 TWISTD = os.path.join(BIN, "twistd")
 ADMIN = os.path.join(BIN, "mailbox-appliance-admin")
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve", "https", "http")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve", "https", "http",
+             "metrics")
 START_TIMEOUT_SECONDS = 30
 LISTENING = re.compile(r"\b(\w+) listening on ([\d.:a-f]+):(\d+) ")
 

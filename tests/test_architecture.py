@@ -47,6 +47,7 @@ ALLOWED = {
     "sieve": {"address_list", "atomic", "interfaces", "maildir", "message", "queue"},
     "srs": {"atomic"},
     "web": {"accounts"},
+    "metrics": set(),
     "dns_records": {"queue"},
     "dns_check": {"queue"},
     "managesieve": {"accounts", "atomic", "interfaces", "session_security", "sieve"},

@@ -14,11 +14,12 @@ GREETINGS = {
     "imap": b"* OK", "imaps": b"* OK",
     "pop3": b"+OK", "pop3s": b"+OK",
     "managesieve": b'"IMPLEMENTATION" "mailbox-appliance"',
-    "https": b"HTTP/1.1 404 ", "http": b"HTTP/1.1 301 ",
+    "https": b"HTTP/1.1 404 ", "http": b"HTTP/1.1 301 ", "metrics": b"HTTP/1.1 404 ",
 }
 IMPLICIT_TLS = {"submissions", "imaps", "pop3s", "https"}
 # The web listeners speak when spoken to.
-FIRST_WORDS = {"https": b"GET / HTTP/1.1\r\nHost: mail.example.test\r\n\r\n", "http": b"GET / HTTP/1.1\r\n\r\n"}
+FIRST_WORDS = {"https": b"GET / HTTP/1.1\r\nHost: mail.example.test\r\n\r\n", "http": b"GET / HTTP/1.1\r\n\r\n",
+               "metrics": b"GET / HTTP/1.1\r\n\r\n"}
 
 
 def _greeting(port, tls, first_words=b""):
@@ -80,7 +81,7 @@ def test_built_in_defaults_serve_a_demo(tmp_path):
     try:
         assert demo.ports == {"smtp": 2525, "submission": 2587, "submissions": 2465,
                               "imap": 1143, "imaps": 1993, "pop3": 1110, "pop3s": 1995, "managesieve": 14190,
-                              "https": 1443, "http": 1080}
+                              "https": 1443, "http": 1080, "metrics": 9110}
         assert all("127.0.0.1:" in line for line in demo.lines if " listening on " in line)
         assert os.path.exists(tmp_path / "mailbox-data" / "tls" / "certificate.pem")
         assert os.stat(tmp_path / "mailbox-data" / "tls" / "private-key.pem").st_mode & 0o077 == 0
