@@ -164,6 +164,22 @@ def parse_optional_http_url(value):
     return value
 
 
+def parse_acme_directory(value):
+    """'' (no ACME) or the https URL of an ACME directory (RFC 8555 §7.1.1)."""
+    value = value.strip()
+    if value and not re.fullmatch(r"https://[^\s/]+(/\S*)?", value):
+        raise _BadValue("expected the https URL of an ACME directory, such as "
+                        "https://acme-v02.api.letsencrypt.org/directory, or nothing")
+    return value
+
+
+def parse_optional_address(value):
+    value = value.strip()
+    if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise _BadValue("expected a mail address, or nothing")
+    return value
+
+
 def _endpoint_parser(implicit_tls):
     def parse_endpoint(value):
         value = value.strip()
@@ -261,6 +277,8 @@ class TLSSettings:
     private_key: str
     # True when the files are the built-in defaults under data_dir: created on first start.
     create_self_signed: bool
+    acme: str = ""             # the ACME directory URL; "" = no ACME
+    acme_email: str = ""
 
 
 @dataclass(frozen=True)
@@ -356,6 +374,8 @@ SCHEMA = {
     "tls": {
         "certificate": Setting(parse_path, "tls/certificate.pem", relative_to_data_dir=True),
         "private_key": Setting(parse_path, "tls/private-key.pem", relative_to_data_dir=True),
+        "acme": Setting(parse_acme_directory, ""),
+        "acme_email": Setting(parse_optional_address, ""),
     },
     "accounts": {
         "users_file": Setting(parse_path, "users", relative_to_data_dir=True),
@@ -431,9 +451,10 @@ def load(path=None):
         domains=values["server"]["domains"],
         maildrop=values["server"]["maildrop"],
     )
-    tls_given = any(parser.has_option("tls", key) for key in SCHEMA["tls"])
-    if tls_given and not all(parser.has_option("tls", key) for key in SCHEMA["tls"]):
-        missing = next(key for key in SCHEMA["tls"] if not parser.has_option("tls", key))
+    pair = ("certificate", "private_key")
+    tls_given = any(parser.has_option("tls", key) for key in pair)
+    if tls_given and not all(parser.has_option("tls", key) for key in pair):
+        missing = next(key for key in pair if not parser.has_option("tls", key))
         raise ConfigError(path, "tls", missing, "certificate and private_key must be set together")
     return Settings(
         path=path,

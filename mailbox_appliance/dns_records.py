@@ -54,7 +54,8 @@ def required(settings, domain):
     listen = settings.listen
     https = listen_port(listen.https)
     if listen.https:
-        policy = f"mode={'testing' if settings.tls.create_self_signed else 'enforce'} mx={host}"
+        public = not settings.tls.create_self_signed or settings.tls.acme
+        policy = f"mode={'enforce' if public else 'testing'} mx={host}"
         records += [
             Record(f"_mta-sts.{domain}", "TXT", f'"v=STSv1; id={hashlib.sha256(policy.encode()).hexdigest()[:20]}"',
                    "MTA-STS: senders fetch the policy", ("v=STSv1",)),

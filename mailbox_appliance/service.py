@@ -17,6 +17,7 @@ from mailbox_appliance.accounts.checker import PasswordChecker
 from mailbox_appliance.accounts.directory import Accounts
 from mailbox_appliance.accounts.last_login import LastLogins
 from mailbox_appliance.admin_channel import AdminChannel
+from mailbox_appliance.certificates.renewal import AcmeCertificates
 from mailbox_appliance.connection_limit import BUSY_LINES, ConnectionLimit, LimitedFactory
 from mailbox_appliance.flow_control import LOGIN_DEADLINE_SECONDS
 from mailbox_appliance.delivery import Delivery
@@ -177,6 +178,14 @@ def makeService(settings, reactor=None):
     gate = LoginGate(Portal(realm, [checker]), throttle, reactor, last_logins.record)
     committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
+    challenges = {}        # ACME http-01: token -> key authorization, served by the http listener
+    certificates = AcmeCertificates(settings, accounts, tls_context, challenges, reactor) if settings.tls.acme else None
+
+    def mta_sts_mode():
+        """RFC 8461 §5: senders enforce only a certificate they can verify: not the self-signed one."""
+        public = not settings.tls.create_self_signed or (certificates is not None and certificates.ours is not None)
+        return "enforce" if public else "testing"
+
     scripts = SieveScripts(data_dir)
     rewriting = SenderRewriting(data_dir)
     filters = SieveFilter(data_dir, settings.server.hostname, scripts, quotas, accounts, rewriting)
@@ -202,9 +211,8 @@ def makeService(settings, reactor=None):
         "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),
         "managesieve": ("managesieve", lambda: ManageSieveFactory(settings, gate, scripts, tls_context, reactor)),
         "https": ("http", lambda: site(ConfigurationResource(settings.server.hostname, accounts, bound,
-                                                             "testing" if settings.tls.create_self_signed
-                                                             else "enforce"))),
-        "http": ("http", lambda: site(RedirectResource(settings.server.hostname, accounts, bound))),
+                                                             mta_sts_mode))),
+        "http": ("http", lambda: site(RedirectResource(settings.server.hostname, accounts, bound, challenges))),
         "metrics": ("http", lambda: site(metrics_page)),
     }
     connections = ConnectionLimit(limits.max_connections, limits.max_connections_per_address,
@@ -244,6 +252,9 @@ def makeService(settings, reactor=None):
         listener = ListenerService(name, endpoint, factory, reactor)
         listener.setServiceParent(appliance)
         listeners.append(listener)
+    if certificates is not None:
+        # After the listeners: the CA's validation comes to the http listener.
+        certificates.setServiceParent(appliance)
     runner.setServiceParent(appliance)
     Pickup(settings.server.maildrop, accounts, Policy("local", accounts, quotas), delivery, settings.server.hostname,
            limits.max_message_size, reactor).setServiceParent(appliance)

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLContextFactory
+from zope.interface import implementer
 
 from mailbox_appliance.atomic import atomic_replace
 
@@ -34,16 +36,53 @@ def context_factory(settings, log=None, create=True):
         if log is not None:
             log.info("created a self-signed certificate {path} for {hostname}",
                      path=tls.certificate, hostname=settings.server.hostname)
-    certificate = _read(tls.certificate, "certificate", x509.load_pem_x509_certificate)
-    private_key = _read(tls.private_key, "private_key", _load_private_key)
+    return ServerCertificate(server_options(tls.certificate, tls.private_key))
+
+
+def server_options(certificate_path, key_path):
+    """ServerOptions for the PEM pair; TLSError when a file is unreadable or they do not match."""
+    certificate = _read(certificate_path, "certificate", x509.load_pem_x509_certificate)
+    private_key = _read(key_path, "private_key", _load_private_key)
     if _public_key_bytes(certificate) != _public_key_bytes(private_key):
-        raise TLSError(f"[tls] private_key {tls.private_key} does not match certificate {tls.certificate}")
+        raise TLSError(f"[tls] private_key {key_path} does not match certificate {certificate_path}")
+    chain = [crypto.X509.from_cryptography(extra) for extra in _chain(certificate_path)[1:]]
     return ServerOptions(
         # Twisted 22.4 (Debian 12) takes pyOpenSSL objects, so convert.
         privateKey=crypto.PKey.from_cryptography_key(private_key),
         certificate=crypto.X509.from_cryptography(certificate),
+        extraCertChain=chain,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
+
+
+@implementer(IOpenSSLContextFactory)
+class ServerCertificate:
+    """What every listener serves, replaceable while they run (an ACME renewal): the listeners
+    hold this one object, and each new TLS connection, implicit or by STARTTLS, asks it for the
+    context in use now; sessions already encrypted keep theirs."""
+
+    def __init__(self, options):
+        self.options = options
+
+    def getContext(self):
+        return self.options.getContext()
+
+    def install(self, certificate_path, key_path):
+        """Serve this PEM pair from the next connection on; TLSError (and the old pair kept) when
+        it cannot be used."""
+        self.options = server_options(certificate_path, key_path)
+
+
+def _chain(path):
+    """Every certificate in the PEM file *path*, the server's own first."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    found = []
+    for block in data.split(b"-----END CERTIFICATE-----")[:-1]:
+        start = block.find(b"-----BEGIN CERTIFICATE-----")
+        if start >= 0:
+            found.append(x509.load_pem_x509_certificate(block[start:] + b"-----END CERTIFICATE-----\n"))
+    return found
 
 
 class ServerOptions(ssl.CertificateOptions):

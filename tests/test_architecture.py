@@ -48,6 +48,7 @@ ALLOWED = {
     "srs": {"atomic"},
     "web": {"accounts"},
     "metrics": set(),
+    "certificates": {"atomic", "tls"},
     "dns_records": {"queue"},
     "dns_check": {"queue"},
     "managesieve": {"accounts", "atomic", "interfaces", "session_security", "sieve"},

@@ -16,6 +16,7 @@ from mailbox_appliance.web import documents
 from mailbox_appliance.web.client_settings import client_servers
 
 MAX_BODY_OCTETS = 64 * 1024
+ACME_CHALLENGE = b"/.well-known/acme-challenge/"
 MTA_STS_MAX_AGE = 7 * 86400
 _EMAIL_IN_REQUEST = re.compile(rb"<EMailAddress>\s*([^<\s]{1,254})\s*</EMailAddress>", re.IGNORECASE)
 _PREFIXES = ("autoconfig.", "autodiscover.", "mta-sts.")
@@ -50,7 +51,8 @@ class ConfigurationResource(Resource):
     isLeaf = True
 
     def __init__(self, hostname, accounts, bound, mta_sts_mode):
-        """*bound()* gives [(listener, "address:port")] of the listeners bound now."""
+        """*bound()* gives [(listener, "address:port")] of the listeners bound now; *mta_sts_mode()*
+        the MTA-STS mode for the certificate in use now."""
         super().__init__()
         self.hostname, self.accounts, self.bound, self.mta_sts_mode = hostname, accounts, bound, mta_sts_mode
 
@@ -73,7 +75,7 @@ class ConfigurationResource(Resource):
         if path == "/.well-known/mta-sts.txt":
             if not self._ours(self._domain_of_host(request, "mta-sts.")):
                 return _not_found(request)
-            return _answer(request, TEXT, documents.mta_sts(self.mta_sts_mode, self.hostname, MTA_STS_MAX_AGE))
+            return _answer(request, TEXT, documents.mta_sts(self.mta_sts_mode(), self.hostname, MTA_STS_MAX_AGE))
         return _not_found(request)
 
     def render_POST(self, request):
@@ -106,16 +108,23 @@ class ConfigurationResource(Resource):
 
 
 class RedirectResource(Resource):
-    """The plain HTTP listener: everything moves to HTTPS on our host name (a Host that is not
-    one of our names is not echoed: no open redirect)."""
+    """The plain HTTP listener: ACME's http-01 answers (RFC 8555 §8.3) from *challenges*
+    ({token: key authorization}, filled by certificates/renewal.py), and everything else moves
+    to HTTPS on our host name (a Host that is not one of our names is not echoed: no open
+    redirect)."""
 
     isLeaf = True
 
-    def __init__(self, hostname, accounts, bound):
+    def __init__(self, hostname, accounts, bound, challenges):
         super().__init__()
-        self.hostname, self.accounts, self.bound = hostname, accounts, bound
+        self.hostname, self.accounts, self.bound, self.challenges = hostname, accounts, bound, challenges
 
     def render(self, request):
+        if request.path.startswith(ACME_CHALLENGE):
+            answer = self.challenges.get(request.path[len(ACME_CHALLENGE):].decode("ascii", "replace"))
+            if answer is None:
+                return _not_found(request)
+            return _answer(request, TEXT, answer.encode("ascii"))
         host = (request.getRequestHostname() or b"").decode("ascii", "replace").lower().rstrip(".")
         bare = next((host[len(prefix):] for prefix in _PREFIXES if host.startswith(prefix)), host)
         if host != self.hostname and not self.accounts.is_local_domain(bare):

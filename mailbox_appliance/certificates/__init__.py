@@ -1,0 +1,1 @@
+"""Certificates by ACME (RFC 8555): issued, renewed and put in use without a restart."""
