@@ -7,7 +7,7 @@ read when Prometheus scrapes.  Uses python3-prometheus-client, as Debian 12 pack
 """
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.application.service import Service
 from twisted.logger import globalLogPublisher
 from twisted.web.resource import Resource
@@ -33,6 +33,7 @@ class Metrics:
         self.logins = counter("logins", "Successful logins by protocol", ("protocol",))
         self.login_failures = counter("login_failures", "Failed logins by protocol", ("protocol",))
         self.lockouts = counter("login_lockouts", "Client addresses locked out after failed logins")
+        self.junk = counter("filed_into_junk", "Messages from outside port 25's verdicts filed into Junk")
 
     def __call__(self, event):
         """A twisted.logger observer: every event passes here; most are not counted."""
@@ -50,6 +51,8 @@ class Metrics:
             head = result.split()[1] if len(result.split()) > 1 else head
         kind = f"{head[0]}xx" if head[:3].isdigit() else head
         self.smtp_transactions.labels(event.get("role", "unknown"), kind).inc()
+        if " into Junk" in result:
+            self.junk.inc()
         if result.startswith("250"):
             mailboxes = event.get("mailboxes") or "-"
             if mailboxes != "-":
@@ -81,12 +84,19 @@ _BY_FORMAT = {
 
 
 class CurrentState:
-    """Gauges read at each scrape: the queue and the logged-in sessions."""
+    """Read at each scrape: the queue, the logged-in sessions, the group commit's totals."""
 
-    def __init__(self, spool, gate, clock):
-        self.spool, self.gate, self.clock = spool, gate, clock
+    def __init__(self, spool, gate, committer, clock):
+        self.spool, self.gate, self.committer, self.clock = spool, gate, committer, clock
 
     def collect(self):
+        for name, text, value in (
+                ("commit_rounds", "Rounds of durable writes (one fsync of each directory per round)",
+                 self.committer.rounds),
+                ("commit_batches", "Messages (batches of files) made durable; per round: the group commit's gain",
+                 self.committer.batches),
+                ("commit_seconds", "Seconds spent writing and fsyncing", self.committer.seconds)):
+            yield CounterMetricFamily(f"{NAMESPACE}_{name}", text, value=value)
         ids = self.spool.committed_ids()
         yield GaugeMetricFamily(f"{NAMESPACE}_queue_messages", "Messages in the outbound queue", value=len(ids))
         age = 0.0
@@ -122,11 +132,11 @@ class MetricsService(Service):
         return super().stopService()
 
 
-def build(spool, gate, clock):
+def build(spool, gate, committer, clock):
     """(MetricsService, the resource to serve): a registry of our own, not the process-wide one."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    registry.register(CurrentState(spool, gate, clock))
+    registry.register(CurrentState(spool, gate, committer, clock))
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     return MetricsService(metrics), root

@@ -230,7 +230,7 @@ def makeService(settings, reactor=None):
         return [(listener.name, _address(listener.port)) for listener in listeners if listener.port is not None]
 
     status = ApplianceStatus(__version__, gate, checker, spool, runner.recent_problems, bound, reactor)
-    counting, metrics_page = metrics.build(spool, gate, reactor)
+    counting, metrics_page = metrics.build(spool, gate, committer, reactor)
     counting.setServiceParent(appliance)
     commands = {**QueueControl(runner, spool).commands(), **status.commands()}
     AdminChannel(data_dir, commands, reactor).setServiceParent(appliance)

@@ -52,6 +52,10 @@ def test_counters_follow_the_traffic(office):
     assert after[("mailbox_appliance_login_failures_total", (("protocol", "imap"),))] == 1
     assert after[("mailbox_appliance_logins_total", (("protocol", "imap"),))] >= 1
     assert after[("mailbox_appliance_sessions_logged_in", (("protocol", "imap"),))] == 1
+    # One per accepted message, and the queue's record of its attempt.
+    batches = after[("mailbox_appliance_commit_batches_total", ())]
+    assert batches >= 2 and 1 <= after[("mailbox_appliance_commit_rounds_total", ())] <= batches
+    assert after[("mailbox_appliance_commit_seconds_total", ())] > 0
     imap.logout()
 
 
