@@ -35,6 +35,7 @@ def fuzzed_office(tmp_path_factory):
     b"STATUS INBOX (MESSAGES (UNSEEN))", b"STATUS INBOX (MESSAG(ES UNSEEN", b"STATUS INBOX MESSAGES)",
     b"SEARCH UID (", b"SEARCH SINCE (", b"SEARCH", b"UID SEARCH", b"SORT (DATE(", b"SEARCH HEADER ( x",
     b"LIST \"\" \"", b"LIST \"\" (()", b"UID EXPUNGE", b"RENAME \"a", b"RENAME a", b"COPY 1", b"SEARCH UID 1:\xff",
+    b"STORE 1 +FLAGS", b"UID STORE 1 FLAGS", b"STORE 1 (UNCHANGEDSINCE 5) -FLAGS.SILENT",    # fuzz/sessions.py, seed 1005
 ])
 def test_a_hostile_command_is_answered_and_nothing_raises(fuzzed_office, command):
     logged = len(fuzzed_office.appliance.lines)

@@ -77,6 +77,13 @@ class MessageCommands:
         except BadSequence as error:
             raise IllegalClientResponse(str(error)) from None
 
+    def arg_flaglist(self, line):
+        """STORE's flags (RFC 3501 §9 store-att-flags); none at all after FLAGS is BAD (Twisted's
+        own raised TypeError on it: a fuzzing run found "STORE 1 +FLAGS")."""
+        if line is None:
+            raise IllegalClientResponse("Missing flag list")
+        return IMAP4Server.arg_flaglist(self, line)
+
     def _messages(self, tag, ranges, by_uid, among=None):
         """[(number, uid)] named by *ranges* (of those in *among*, if given), or None once BAD
         is answered."""
@@ -242,7 +249,7 @@ class MessageCommands:
         else:
             self.sendPositiveResponse(tag, b"STORE completed")
 
-    select_STORE = (do_STORE, arg_seqset, Resync.arg_store_modifiers, IMAP4Server.arg_atom, IMAP4Server.arg_flaglist)
+    select_STORE = (do_STORE, arg_seqset, Resync.arg_store_modifiers, IMAP4Server.arg_atom, arg_flaglist)
 
     # -- SEARCH (RFC 3501 §6.4.4) -------------------------------------------------------------
 
