@@ -29,8 +29,9 @@ CORPUS = [
 
 
 def mutated(rng):
-    """A mutated command, with no literal announced (the server would wait for its octets)."""
-    return re.sub(rb"\{(\d+\+?)\}$", rb"(\1)", fuzzing.mutate(rng, CORPUS))
+    """A mutated command, with no literal announced (the server would wait for its octets); a
+    marker followed by spaces counts, since the server takes ``{n} `` as one too."""
+    return re.sub(rb"\{(\d+\+?)\}(\s*)$", rb"(\1)\2", fuzzing.mutate(rng, CORPUS))
 
 
 def answer(session, tag, command):

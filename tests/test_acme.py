@@ -5,6 +5,7 @@ short validity makes the next start renew it."""
 
 import json
 import os
+import random
 import shutil
 import socket
 import ssl
@@ -26,21 +27,37 @@ NAMES = ["mail.example.test", "autoconfig.example.test", "mta-sts.example.test",
 VALIDITY_SECONDS = 10 * 86400          # under the 30 days before expiry at which we renew
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count):
+    """*count* distinct ports free now, below Linux's ephemeral range (32768-60999): there no
+    outgoing connection can take one between this check and the listener's bind (the kernel's
+    own choice, bind to port 0, comes from that range and may even repeat once closed)."""
+    chosen, held = [], []
+    try:
+        while len(chosen) < count:
+            port = random.randrange(20000, 32000)
+            probe = socket.socket()
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                probe.close()
+                continue
+            held.append(probe)
+            chosen.append(port)
+    finally:
+        for probe in held:
+            probe.close()
+    return chosen
 
 
 @pytest.fixture
 def acme_world(tmp_path):
     """(directory URL, Pebble's own certificate, the http port Pebble validates on)."""
-    http_port, api_port = free_port(), free_port()
+    http_port, api_port, management_port, tls_port = free_ports(4)
     certificate, key = str(tmp_path / "pebble.pem"), str(tmp_path / "pebble.key")
     create_self_signed(certificate, key, "localhost")
-    config = {"pebble": {"listenAddress": f"127.0.0.1:{api_port}", "managementListenAddress": f"127.0.0.1:{free_port()}",
+    config = {"pebble": {"listenAddress": f"127.0.0.1:{api_port}", "managementListenAddress": f"127.0.0.1:{management_port}",
                          "certificate": certificate, "privateKey": key, "httpPort": http_port,
-                         "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": False,
+                         "tlsPort": tls_port, "ocspResponderURL": "", "externalAccountBindingRequired": False,
                          "certificateValidityPeriod": VALIDITY_SECONDS}}
     (tmp_path / "pebble.json").write_text(json.dumps(config))
     zone = {"records": {name: {"A": ["127.0.0.1"]} for name in NAMES}}
@@ -117,7 +134,7 @@ def test_issued_installed_everywhere_and_renewed_at_the_next_start(tmp_path, acm
 
 
 def test_a_failing_ca_leaves_the_certificate_in_use(tmp_path):
-    office = Office(str(tmp_path), extra=f"[tls]\nacme = https://127.0.0.1:{free_port()}/dir\n").start()
+    office = Office(str(tmp_path), extra=f"[tls]\nacme = https://127.0.0.1:{free_ports(1)[0]}/dir\n").start()
     try:
         office.appliance.wait_for_log(r"ACME order failed: .*; the certificate in use stays; trying again in 60s")
         assert "mail.example.test" in served_certificate(office.ports["imaps"]).subject.rfc4514_string()
