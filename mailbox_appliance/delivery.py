@@ -97,7 +97,8 @@ class Delivery:
                 if self.filters is None:
                     store(mailbox, folder, local_copy)
                     continue
-                decision = self.filters.decide(queue_id, mailbox, sender, address, local_copy, folder)
+                # The script sees (and forwards) the message as it came, without our Return-Path.
+                decision = self.filters.decide(queue_id, mailbox, sender, address, message, folder)
                 for store_folder, letters in decision.stores:
                     store(mailbox, store_folder, local_copy, letters)
                 for outgoing in decision.outgoing:

@@ -163,6 +163,7 @@ def test_redirect_forwards_with_srs_and_the_bounce_finds_its_way_back(connected_
     assert re.fullmatch(r"SRS0=\w{6}=\w\w=good\.test=someone@example\.test", srs), srs
     assert envelope["recipients"] == ["friend@good.test"]
     assert wire.startswith(b"Delivered-To: alice@example.test\r\n") or b"\r\nDelivered-To: alice@example.test\r\n" in wire
+    assert b"Return-Path:" not in wire          # the final delivery's field, never forwarded
     assert office.inbox() == []
     # The destination bounces it: the bounce goes to the SRS address, and on to the sender.
     client = office.smtp("smtp")
