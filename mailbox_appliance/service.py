@@ -22,6 +22,7 @@ from mailbox_appliance.connection_limit import BUSY_LINES, ConnectionLimit, Limi
 from mailbox_appliance.flow_control import LOGIN_DEADLINE_SECONDS
 from mailbox_appliance.delivery import Delivery
 from mailbox_appliance.group_commit import GroupCommitter
+from mailbox_appliance.imap.parsed_messages import ParsedMessages
 from mailbox_appliance.imap.server import IMAPFactory
 from mailbox_appliance.login_throttle import LoginThrottle
 from mailbox_appliance.maildrop.pickup import Pickup
@@ -169,14 +170,14 @@ def makeService(settings, reactor=None):
         raise StartupError(f"{settings.path or 'built-in defaults'}: {error}") from None
     data_dir = settings.server.data_dir
     quotas = Quotas(data_dir, accounts, settings.limits.default_quota, reactor)
-    folders = FolderRegistry(reactor, on_removed=quotas.folder_emptied)
+    committer = GroupCommitter(reactor)
+    folders = FolderRegistry(reactor, committer, on_removed=quotas.folder_emptied)
     realm = MailRealm(data_dir, folders)
     limits = settings.limits
     throttle = LoginThrottle(reactor, limits.login_failures, limits.login_lockout, limits.login_lockout)
     checker = PasswordChecker(accounts, reactor)
     last_logins = LastLogins(data_dir, reactor)
     gate = LoginGate(Portal(realm, [checker]), throttle, reactor, last_logins.record)
-    committer = GroupCommitter(reactor)
     spool = Spool(settings.data_path("queue"))
     challenges = {}        # ACME http-01: token -> key authorization, served by the http listener
     certificates = AcmeCertificates(settings, accounts, tls_context, challenges, reactor) if settings.tls.acme else None
@@ -195,6 +196,7 @@ def makeService(settings, reactor=None):
     runner = _queue_runner(settings, accounts, spool, committer, delivery, reactor, resolver)
     checks, learning = _inbound_checks(settings, accounts, resolver, reactor)
     sender_auth = checks.sender_auth
+    parsed_messages = ParsedMessages()
 
     def smtp(role):
         return SMTPFactory(role, settings, accounts, quotas, checks, gate, delivery, tls_context, reactor, rewriting)
@@ -204,8 +206,8 @@ def makeService(settings, reactor=None):
         "smtp": ("smtp", lambda: smtp("inbound")),
         "submission": ("smtp", lambda: smtp("submission")),
         "submissions": ("smtp", lambda: smtp("submissions")),
-        "imap": ("imap", lambda: IMAPFactory(settings, gate, quotas, learning, tls_context, reactor)),
-        "imaps": ("imap", lambda: IMAPFactory(settings, gate, quotas, learning, tls_context, reactor,
+        "imap": ("imap", lambda: IMAPFactory(settings, gate, quotas, learning, parsed_messages, tls_context, reactor)),
+        "imaps": ("imap", lambda: IMAPFactory(settings, gate, quotas, learning, parsed_messages, tls_context, reactor,
                                               implicit_tls=True)),
         "pop3": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor)),
         "pop3s": ("pop3", lambda: POP3Factory(settings, gate, tls_context, reactor, implicit_tls=True)),

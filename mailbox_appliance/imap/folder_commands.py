@@ -317,14 +317,14 @@ class FolderCommands:
             # left over is in a header, where nothing can carry it.
             self.refuse(tag, "A NUL octet in a header cannot be stored", "UNKNOWN-CTE")
             return
-        uids = []
-        try:
-            for (letters, internal_date, _literal), content in zip(prepared, contents):
-                uids.append(folder.append(content, letters, internal_date))
-        except BaseException:
-            folder.remove(uids)           # RFC 3502 §6: none of them, if not all
-            raise
-        self.quota_charge(sum(map(len, contents)))
+        size = sum(map(len, contents))
+        storing = folder.append([(content, letters, internal_date)
+                                 for (letters, internal_date, _literal), content in zip(prepared, contents)])
+        storing.addCallback(self._appended, tag, folder, size)
+        storing.addErrback(self.command_failed, tag)
+
+    def _appended(self, uids, tag, folder, size):
+        self.quota_charge(size)
         self.sendPositiveResponse(tag, b"[APPENDUID %d %s] APPEND completed" % (folder.uidvalidity, uid_set(uids)))
 
     def arg_append_messages(self, line):

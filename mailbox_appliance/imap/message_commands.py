@@ -16,7 +16,6 @@ from mailbox_appliance.accounts.directory import JUNK
 from mailbox_appliance.maildir.flags import TooManyKeywords
 from mailbox_appliance.maildir.layout import special_folder
 from mailbox_appliance.maildir.names import FLAG_SEEN
-from mailbox_appliance.message import to_crlf
 
 from . import search, sort, thread, transfer_encoding
 from .condstore import Resync
@@ -24,7 +23,7 @@ from .fetch_items import parse_fetch_items
 from .literals import LiteralArguments
 from .response import encode, flag_list, internal_date, string, uid_set
 from .selection import BadSequence, parse_sequence_set
-from .structure import Part, SectionError
+from .structure import SectionError
 
 __all__ = ["MessageCommands"]
 
@@ -153,7 +152,7 @@ class MessageCommands:
 
         def whole():
             if not parsed:
-                parsed.append(Part(to_crlf(folder.read(message))))
+                parsed.append(self.factory.parsed_messages.get(folder, message))
             return parsed[0]
 
         items = [b"UID %d" % message.uid] if with_uid else []

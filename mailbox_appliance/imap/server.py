@@ -21,6 +21,7 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.mail.imap4 import (IllegalClientResponse, IllegalMailboxEncoding, IllegalOperation, IMAP4Server,
                                 MismatchedNesting, MismatchedQuoting)
 
@@ -172,17 +173,22 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
             return
         try:
             getattr(self, "parse_" + self.parseState)(line)
-        except Exception as error:
+        except Exception:
             self.parseState = "command"
-            if disk_full(error):
-                self._disk_full(self._tag, error)
-            else:
-                self.log.failure("imap session {session}: error in command", session=self.session_id)
-                if self._command is not None:
-                    self.sendNegativeResponse(self._tag, b"[SERVERBUG] Internal error; see the server log")
+            self.command_failed(Failure(), self._tag)
         if self._command is not None and self.parseState == "command" and not self.paused \
                 and self.state != "logout":
             self.pauseProducing()
+
+    def command_failed(self, failure, tag):
+        """The answer to a command that raised, at once or later (a Deferred it waits on): NO,
+        with one log line for a full disk, and the traceback logged for anything else."""
+        if disk_full(failure.value):
+            self._disk_full(tag, failure.value)
+        else:
+            self.log.failure("imap session {session}: error in command", failure, session=self.session_id)
+            if self._command is not None:
+                self.sendNegativeResponse(tag, b"[SERVERBUG] Internal error; see the server log")
 
     def _IMAP4Server__ebDispatch(self, failure, tag):
         """The answer to a command whose arguments failed to parse (Twisted's private
@@ -199,11 +205,8 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
             self.sendBadResponse(tag, b"Illegal syntax: unbalanced " + what)
         elif failure.check(IllegalOperation, IllegalMailboxEncoding):
             self.sendNegativeResponse(tag, reason)
-        elif disk_full(failure.value):
-            self._disk_full(tag, failure.value)
         else:
-            self.log.failure("imap session {session}: error in command", failure, session=self.session_id)
-            self.sendBadResponse(tag, b"[SERVERBUG] Internal error; see the server log")
+            self.command_failed(failure, tag)
 
     def _disk_full(self, tag, error):
         """A command that needed room on a full disk: NO, with what happened, and one log line.
@@ -441,11 +444,13 @@ class IMAPServer(SecureSession, Notify, Resync, QuotaCommands, FolderCommands, M
 class IMAPFactory(ServerFactory):
     """Builds the IMAPServer sessions of one listener (143 or 993)."""
 
-    def __init__(self, settings, gate, quotas, learning, tls_context, clock, implicit_tls=False):
+    def __init__(self, settings, gate, quotas, learning, parsed_messages, tls_context, clock, implicit_tls=False):
         """*gate* is the session_security.LoginGate; the realm behind it hands each login its
         Maildir and the folder registry every session shares; *quotas* (IQuotas) the limits;
-        *learning* (ISpamLearning, or None) takes what users move into or out of Junk."""
+        *learning* (ISpamLearning, or None) takes what users move into or out of Junk;
+        *parsed_messages* (parsed_messages.ParsedMessages) is shared by both IMAP listeners."""
         self.gate = gate
+        self.parsed_messages = parsed_messages
         self.quotas = quotas
         self.learning = learning
         self.tls_context = None if implicit_tls else tls_context

@@ -61,6 +61,8 @@ class Part:
         self.budget = [MAX_MIME_PARTS] if budget is None else budget
         self._fields = None
         self._children = None
+        self._envelope = None
+        self._structures = {}             # extended (bool) -> BODYSTRUCTURE or BODY
 
     @property
     def fields(self):
@@ -205,7 +207,13 @@ class Part:
         return [Adjacent(result)] if result else None
 
     def envelope(self):
-        """RFC 3501 §7.4.2 ENVELOPE of this message."""
+        """RFC 3501 §7.4.2 ENVELOPE of this message (worked out once: parsed_messages.py shares
+        a Part among sessions)."""
+        if self._envelope is None:
+            self._envelope = self._make_envelope()
+        return self._envelope
+
+    def _make_envelope(self):
         sender = self._addresses("from")
         return [self._value("date"), self._value("subject"), sender,
                 self._addresses("sender") or sender, self._addresses("reply-to") or sender,
@@ -229,7 +237,13 @@ class Part:
         return [self._disposition(), self._value("content-language"), self._value("content-location")]
 
     def structure(self, extended):
-        """BODYSTRUCTURE (*extended*) or BODY: RFC 3501 §7.4.2, as nested lists."""
+        """BODYSTRUCTURE (*extended*) or BODY: RFC 3501 §7.4.2, as nested lists (each worked out
+        once, as the envelope)."""
+        if extended not in self._structures:
+            self._structures[extended] = self._make_structure(extended)
+        return self._structures[extended]
+
+    def _make_structure(self, extended):
         main, _, sub = self.content_type.partition("/")
         if self.is_multipart:
             children = self.children or [Part(b"\r\n")]
