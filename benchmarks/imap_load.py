@@ -1,7 +1,7 @@
 """IMAP under a mixed load: CLIENTS concurrent sessions on one 200-message INBOX.
 
     python benchmarks/imap_load.py [--clients 10] [--seconds 20] [--messages 200] [--keep-open]
-                                   [--against-dovecot]
+                                   [--against-dovecot] [--imaptest PATH [--imaptest-mbox MBOX]]
 
 Each client loops, one command at a time over IMAPS: LOGIN, SELECT INBOX, ``FETCH 1:* (FLAGS)``,
 ``FETCH n (BODY.PEEK[])`` of three random messages, ``STORE n +FLAGS (\\Seen)``, APPEND of a new
@@ -20,6 +20,14 @@ prints the ratio of the two command rates.  Dovecot keeps its defaults, but its 
 stored {PLAIN}: the appliance checks the Argon2 hash once and then keeps the verified password
 for 5 minutes, while Dovecot's auth cache still verifies the hash at every login (about a second
 each here), which would measure Argon2 rather than IMAP.
+
+``--imaptest PATH`` drives the load with Dovecot's imaptest instead (a C client: the Python
+clients above become the limit before a fast server does), its own command mix with *clients*
+sessions for *seconds*, ``logout=0`` with ``--keep-open``, appending from *MBOX* (default:
+``tests/default.mbox`` beside the binary, as in imaptest's source tree); it prints imaptest's
+totals per command, and commands/s is their sum over the time.  imaptest is not packaged by
+Debian: build it from its source (github.com/dovecot/imaptest, branch release-2.3) against
+dovecot-dev, outside this repository; it runs with LD_LIBRARY_PATH=/usr/lib/dovecot.
 """
 
 import argparse
@@ -27,6 +35,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -108,6 +117,29 @@ def run_load(port, options):
     return commands / elapsed
 
 
+def run_imaptest(port, options):
+    """imaptest's load against *port*; prints its totals and returns commands per second."""
+    mbox = options.imaptest_mbox or os.path.join(os.path.dirname(os.path.abspath(options.imaptest)),
+                                                 "tests", "default.mbox")
+    command = [options.imaptest, "host=127.0.0.1", f"port={port}", "ssl=any-cert", f"user={USER}",
+               f"pass={PASSWORD}", f"mbox={mbox}", f"clients={options.clients}",
+               f"secs={int(options.seconds)}"] + (["logout=0"] if options.keep_open else [])
+    environment = {**os.environ, "LD_LIBRARY_PATH": "/usr/lib/dovecot"}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment,
+                            timeout=options.seconds + 120)
+    lines = result.stdout.splitlines()
+    if result.returncode != 0 or "Totals:" not in lines:
+        raise SystemExit(f"imaptest failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    names, counts = lines[lines.index("Totals:") + 1], lines[lines.index("Totals:") + 4]
+    latency = [line for line in lines if line.endswith("ms/cmd avg")]
+    errors = sum("Error:" in line for line in lines)
+    total = sum(int(count) for count in counts.split())
+    print(f"{options.clients} imaptest clients, {'kept open' if options.keep_open else 'login to logout'}, "
+          f"{int(options.seconds)} s: {total / int(options.seconds):.0f} commands/s, {errors} errors")
+    print(f"  {names}\n  {counts}" + (f"\n  {latency[-1]} (last second)" if latency else ""))
+    return total / int(options.seconds)
+
+
 def run_dovecot(base, options):
     """The same load against Dovecot serving a copy of the folder; returns commands per second."""
     if DOVECOT is None:
@@ -128,7 +160,7 @@ def run_dovecot(base, options):
     dovecot = Dovecot(place, mail_root, passwd, tls=(certificate, key))
     try:
         print("Dovecot", dovecot.process.args[0], "on the same load:")
-        return run_load(dovecot.tls_port, options)
+        return (run_imaptest if options.imaptest else run_load)(dovecot.tls_port, options)
     finally:
         dovecot.stop()
 
@@ -140,6 +172,8 @@ def main():
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--keep-open", action="store_true")
     parser.add_argument("--against-dovecot", action="store_true")
+    parser.add_argument("--imaptest", metavar="PATH", help="Dovecot's imaptest binary: it makes the load")
+    parser.add_argument("--imaptest-mbox", metavar="MBOX", help="the mbox imaptest appends from")
     options = parser.parse_args()
     base = tempfile.mkdtemp(prefix="imap-load-")
     try:
@@ -148,7 +182,7 @@ def main():
             fill(server.maildir, options.messages)
             server_cpu_before = server.cpu_seconds()
             print("the appliance:")
-            ours = run_load(server.port, options)
+            ours = (run_imaptest if options.imaptest else run_load)(server.port, options)
             print(f"server CPU {server.cpu_seconds() - server_cpu_before:.1f} s, "
                   f"peak RSS (VmHWM) {server.peak_rss_mib():.0f} MiB")
         finally:

@@ -2,15 +2,15 @@
 
 import os
 
-from twisted.internet import defer
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from mailbox_appliance.atomic import sync_dir
 from mailbox_appliance.maildir import new_mail, layout
 from mailbox_appliance.interfaces import IFolderListener
 from mailbox_appliance.maildir.mailbox import POLL_INTERVAL_SECONDS, Folder
 from mailbox_appliance.maildir.uidlist import UidList
+
+from commit_now import CommitNow
 
 
 @implementer(IFolderListener)
@@ -102,23 +102,9 @@ def test_a_name_without_w_is_measured_once_and_cached(tmp_path):
     assert UidList.load(path).get_extension(1, "W") == "20"
 
 
-class _CommitNow:
-    """A group committer that commits each batch at once, in the caller's thread."""
-
-    def commit(self, jobs):
-        for job in jobs:
-            job.write()
-            job.publish()
-        for directory in {d for job in jobs for d in job.directories()}:
-            sync_dir(directory)
-        for job in jobs:
-            job.settle()
-        return defer.succeed(None)
-
-
 def test_append_and_copy_keep_flags_keywords_and_date(tmp_path):
     path = maildir(tmp_path)
-    inbox = Folder(path, Clock(), committer=_CommitNow())
+    inbox = Folder(path, Clock(), committer=CommitNow())
     [uid] = inbox.append([(b"Subject: x\r\n\r\nbody\r\n", inbox.flag_letters(["\\Seen", "$Work"]), 1_000_000_000)]).result
     archive = Folder(os.path.join(path, ".Archive"), Clock())
     [copied] = archive.copy_in(inbox, [inbox.messages[uid]])
@@ -129,7 +115,7 @@ def test_append_and_copy_keep_flags_keywords_and_date(tmp_path):
 
 def test_append_adds_one_record_to_the_uid_list_without_rewriting_it(tmp_path):
     path = maildir(tmp_path, 1)
-    folder = Folder(path, Clock(), committer=_CommitNow())
+    folder = Folder(path, Clock(), committer=CommitNow())
     uidlist_path = os.path.join(path, "dovecot-uidlist")
     before = open(uidlist_path).read()
     inode = os.stat(uidlist_path).st_ino
