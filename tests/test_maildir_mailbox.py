@@ -2,6 +2,7 @@
 
 import os
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
@@ -136,3 +137,38 @@ def test_new_mail_of_one_second_gets_uids_in_microsecond_order(tmp_path):
             handle.write(b"Subject: %s\r\n\r\n" % base.encode())
     folder = Folder(path, Clock())
     assert [folder.messages[uid].base for uid in (1, 2, 3)] == delivered
+
+
+class _HeldCommit:
+    """A group committer whose writer thread is slow: the files are written and in cur/, but
+    the commit has not come back yet."""
+
+    def __init__(self):
+        self.pending = None
+
+    def commit(self, jobs):
+        for job in jobs:
+            job.write()
+            job.publish()
+        self.pending = defer.Deferred()
+        return self.pending
+
+
+def test_a_poll_during_an_append_leaves_its_file_to_the_append(tmp_path):
+    """The appended file is in cur/ before its commit comes back; a poll then must not give it
+    a UID of its own (it would be told twice, or numbered twice)."""
+    path = maildir(tmp_path, 1)
+    clock = Clock()
+    committer = _HeldCommit()
+    folder = Folder(path, clock, committer=committer)
+    watcher = Recorder()
+    folder.add_listener(watcher)
+    appending = folder.append([(b"Subject: appended\r\n\r\nbody\r\n", {"S"}, None)])
+    new_mail.store(path, b"Subject: delivered meanwhile\n\nbody\n")
+    clock.advance(POLL_INTERVAL_SECONDS)
+    assert list(folder.messages) == [1, 2] and watcher.events == [("added", [2], [2])]
+    committer.pending.callback(None)
+    assert appending.result == [3]
+    assert list(folder.messages) == [1, 2, 3] and watcher.events[1:] == [("added", [3], [3])]
+    assert folder.messages[3].letters == "S"
+    assert UidList.load(path).uids() == [1, 2, 3]
