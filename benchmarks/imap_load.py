@@ -41,10 +41,7 @@ import threading
 import time
 from collections import defaultdict
 
-from imap_server import DOMAIN, PASSWORD, USER, Appliance, Client, fill, message
-from dovecot_server import DOVECOT, Dovecot  # tests/, which imap_server puts on the path
-from mailbox_appliance.maildir.layout import create_user_maildir
-from mailbox_appliance.tls import create_self_signed
+from imap_server import PASSWORD, USER, Appliance, Client, fill, message, start_dovecot
 
 LOGIN = b'LOGIN %s "%s"' % (USER.encode(), PASSWORD.encode())
 
@@ -142,24 +139,8 @@ def run_imaptest(port, options):
 
 def run_dovecot(base, options):
     """The same load against Dovecot serving a copy of the folder; returns commands per second."""
-    if DOVECOT is None:
-        raise SystemExit("--against-dovecot needs Dovecot: apt-get install dovecot-imapd")
-    place = os.path.join(base, "dovecot")
-    os.makedirs(place)
-    os.chmod(base, 0o755)          # Dovecot's mail processes run as nobody
-    os.chmod(place, 0o755)
-    mail_root = os.path.join(place, "vmail")
-    inbox = os.path.join(mail_root, DOMAIN, USER.split("@")[0])     # Dovecot's %d/%n
-    create_user_maildir(inbox)
-    fill(inbox, options.messages)
-    passwd = os.path.join(place, "users")
-    with open(passwd, "w") as handle:
-        handle.write(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
-    certificate, key = os.path.join(place, "cert.pem"), os.path.join(place, "key.pem")
-    create_self_signed(certificate, key, "localhost")
-    dovecot = Dovecot(place, mail_root, passwd, tls=(certificate, key))
+    dovecot = start_dovecot(os.path.join(base, "dovecot"), options.messages)
     try:
-        print("Dovecot", dovecot.process.args[0], "on the same load:")
         return (run_imaptest if options.imaptest else run_load)(dovecot.tls_port, options)
     finally:
         dovecot.stop()

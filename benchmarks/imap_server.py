@@ -22,11 +22,13 @@ import ssl
 import sys
 import time
 
-from mailbox_appliance.maildir.layout import ensure_user_maildir
+from mailbox_appliance.maildir.layout import create_user_maildir, ensure_user_maildir
+from mailbox_appliance.tls import create_self_signed
 
 # The tests' launcher (tests/appliance.py) starts and stops the appliance here too.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 from appliance import Appliance as RunningAppliance, write_config  # noqa: E402
+from dovecot_server import DOVECOT, Dovecot  # noqa: E402
 
 DOMAIN = "example.test"
 USER = f"bench@{DOMAIN}"
@@ -102,6 +104,30 @@ def fill(folder_path, count, seed=1, seen_share=0.7):
         with open(path, "wb") as handle:
             handle.write(data)
         os.utime(path, (start + number, start + number))
+
+
+def start_dovecot(place, count):
+    """Debian's Dovecot (dovecot-imapd; tests/dovecot_server.py) over IMAPS in the new directory
+    *place*, serving USER's INBOX filled as fill() fills the appliance's (same seed, no
+    dovecot-uidlist yet).  Its password is stored {PLAIN}: Dovecot's auth cache would verify a
+    hash at every login (about a second each here), which would measure the hash, not IMAP."""
+    if DOVECOT is None:
+        raise SystemExit("comparing with Dovecot needs it: apt-get install dovecot-imapd")
+    os.makedirs(place)
+    os.chmod(os.path.dirname(place), 0o755)      # Dovecot's mail processes run as nobody
+    os.chmod(place, 0o755)
+    mail_root = os.path.join(place, "vmail")
+    inbox = os.path.join(mail_root, DOMAIN, USER.split("@")[0])     # Dovecot's %d/%n
+    create_user_maildir(inbox)
+    fill(inbox, count)
+    passwd = os.path.join(place, "users")
+    with open(passwd, "w") as handle:
+        handle.write(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
+    certificate, key = os.path.join(place, "cert.pem"), os.path.join(place, "key.pem")
+    create_self_signed(certificate, key, "localhost")
+    dovecot = Dovecot(place, mail_root, passwd, tls=(certificate, key))
+    print("Dovecot", dovecot.process.args[0], "serving the same messages:")
+    return dovecot
 
 
 def _client_context():

@@ -120,7 +120,10 @@ class MessageCommands:
             vanished = self.vanished_earlier(folder, changed_since, ranges)
             if vanished is not None:
                 batch.append(b"* " + vanished + b"\r\n")
-        with_uid = uid or any(item.kind == "uid" for item in query)
+        kinds = {item.kind for item in query}
+        with_uid = uid or "uid" in kinds
+        # FLAGS encoded once per combination of flags: a 100,000-message folder has a handful.
+        flag_items = {}
         for number, message_uid in chosen:
             message = folder.messages.get(message_uid)
             if message is None:
@@ -132,7 +135,7 @@ class MessageCommands:
                 flags_too = False
             with_modseq = changed_since is not None or (flags_too and self.condstore)
             try:
-                items = self._fetch_items(message, query, with_uid, flags_too, with_modseq)
+                items = self._fetch_items(message, query, kinds, with_uid, flags_too, with_modseq, flag_items)
             except transfer_encoding.UnknownEncoding as unknown:
                 self.transport.write(b"".join(batch))
                 self.sendNegativeResponse(tag, b"[UNKNOWN-CTE] Content-Transfer-Encoding %s of message %d "
@@ -146,7 +149,9 @@ class MessageCommands:
         folder.save(rewrite=False)
         self.sendPositiveResponse(tag, b"FETCH completed")
 
-    def _fetch_items(self, message, query, with_uid, flags_too, with_modseq):
+    def _fetch_items(self, message, query, kinds, with_uid, flags_too, with_modseq, flag_items):
+        """The FETCH items of one message; *kinds* are the query's item kinds, *flag_items*
+        (letters, recent) -> encoded FLAGS item, kept for the whole command."""
         folder = self.selection.folder
         parsed = []
 
@@ -155,10 +160,17 @@ class MessageCommands:
                 parsed.append(self.factory.parsed_messages.get(folder, message))
             return parsed[0]
 
+        def flags():
+            key = (message.letters, message.uid in self.selection.recent)
+            item = flag_items.get(key)
+            if item is None:
+                item = flag_items[key] = b"FLAGS " + flag_list(self.selection.flags_of(message.uid))
+            return item
+
         items = [b"UID %d" % message.uid] if with_uid else []
-        if flags_too and not any(item.kind == "flags" for item in query):
-            items.append(b"FLAGS " + flag_list(self.selection.flags_of(message.uid)))
-        if with_modseq and not any(item.kind == "modseq" for item in query):
+        if flags_too and "flags" not in kinds:
+            items.append(flags())
+        if with_modseq and "modseq" not in kinds:
             items.append(b"MODSEQ (%d)" % message.modseq)
         for item in query:
             kind = item.kind
@@ -167,7 +179,7 @@ class MessageCommands:
             if kind == "modseq":
                 items.append(b"MODSEQ (%d)" % message.modseq)
             elif kind == "flags":
-                items.append(b"FLAGS " + flag_list(self.selection.flags_of(message.uid)))
+                items.append(flags())
             elif kind == "internaldate":
                 items.append(b"INTERNALDATE " + internal_date(folder.internal_date(message)))
             elif kind == "rfc822size":
