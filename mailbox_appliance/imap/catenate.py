@@ -11,11 +11,9 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.mail.imap4 import IllegalClientResponse
 
-from mailbox_appliance.message import to_crlf
-
 from .account import FolderError
 from .fetch_items import parse_fetch_items
-from .structure import Part, SectionError
+from .structure import SectionError
 
 __all__ = ["BadURL", "Catenation", "MAX_PARTS"]
 
@@ -61,13 +59,14 @@ class Catenation:
         if kind == "text":
             self.text_size += len(value)
 
-    def assemble(self, account, limit):
+    def assemble(self, account, limit, parsed_messages):
         """The message's octets; BadURL for a URL that names nothing readable, OverflowError
-        past *limit* octets (checked before each part is added)."""
+        past *limit* octets (checked before each part is added).  A URL's message is read
+        through *parsed_messages* (parsed_messages.ParsedMessages), as FETCH reads it."""
         octets = []
         size = 0
         for kind, value in self.parts:
-            data = value if kind == "text" else self._resolve(account, value)
+            data = value if kind == "text" else self._resolve(account, value, parsed_messages)
             size += len(data)
             if size > limit:
                 raise OverflowError(limit)
@@ -75,7 +74,7 @@ class Catenation:
         return b"".join(octets)
 
     @staticmethod
-    def _resolve(account, url):
+    def _resolve(account, url, parsed_messages):
         path = url
         server = _SERVER.match(url)
         if server is not None:
@@ -96,7 +95,7 @@ class Catenation:
         message = folder.messages.get(int(match.group("uid")))
         if message is None:
             raise BadURL(url, "No message with that UID")
-        whole = Part(to_crlf(folder.read(message)))
+        whole = parsed_messages.get(folder, message)
         section = unquote_to_bytes(match.group("section") or b"")
         try:
             (item,), rest = parse_fetch_items(b"BODY.PEEK[" + section + b"]")

@@ -301,7 +301,8 @@ class FolderCommands:
             return
         limit = self.factory.max_message_size
         try:
-            contents = [content.assemble(self.account, limit) if isinstance(content, Catenation) else content.read()
+            contents = [content.assemble(self.account, limit, self.factory.parsed_messages)
+                        if isinstance(content, Catenation) else content.read()
                         for _letters, _date, content in prepared]
         except BadURL as error:
             self.sendNegativeResponse(tag, b"[BADURL " + string(error.url) + b"] " + error.reason.encode())

@@ -520,7 +520,9 @@ class Folder:
 
 class _Appended:
     """One APPENDed message as an ICommitJob: written and fsynced in tmp/, then renamed into
-    cur/ with its flags; the committer fsyncs cur/."""
+    cur/ with its flags; the committer fsyncs cur/.  Not delivery.MaildirJob: an APPEND goes to
+    cur/ even without flags (a client that appends has seen it), carries its internal date, and
+    has its name before the writer thread runs, so a poll can leave the file to the APPEND."""
 
     def __init__(self, folder_path, data, letters, internal_date):
         self.data, self.internal_date = data, internal_date
