@@ -6,7 +6,7 @@ import time
 import pytest
 
 from mailbox_appliance.maildir import uidlist
-from mailbox_appliance.maildir.uidlist import UidList, UidListError
+from mailbox_appliance.maildir.uidlist import RESERVATION, UidList, UidListError
 
 
 def test_fresh_list(tmp_path):
@@ -194,19 +194,46 @@ def test_100k_entries_round_trip(tmp_path):
     assert loaded.uid_for("1700099999.M1P1Q99999.host,S=2000,W=2050") == 100_000
 
 
-def test_appended_records_are_read_back_and_raise_next_uid(tmp_path):
+def test_appended_records_are_read_back_under_the_reservation(tmp_path):
     ul = UidList.load(tmp_path)
     ul.assign(["a"])
-    ul.save()
+    ul.append([1])                        # no file yet: written whole, with a reservation
     header = (tmp_path / "dovecot-uidlist").read_text().split("\n")[0]
+    assert " N%d " % (2 + RESERVATION) in header + " "
     inode = os.stat(tmp_path / "dovecot-uidlist").st_ino
     ul.assign(["b", "c"])
     ul.append([2, 3])
     text = (tmp_path / "dovecot-uidlist").read_text()
-    assert text.split("\n")[0] == header and " N2 " in header + " "     # header untouched
+    assert text.split("\n")[0] == header                               # header untouched
     assert text.endswith("1 :a\n2 :b\n3 :c\n") and os.stat(tmp_path / "dovecot-uidlist").st_ino == inode
     again = UidList.load(tmp_path)
-    assert again.items() == [(1, "a"), (2, "b"), (3, "c")] and again.next_uid == 4
+    assert again.items() == [(1, "a"), (2, "b"), (3, "c")] and again.next_uid == 2 + RESERVATION
+
+
+def test_a_record_above_the_headers_next_uid_raises_it(tmp_path):
+    """As Dovecot appends records between rewrites without touching the header."""
+    (tmp_path / "dovecot-uidlist").write_text("3 V1 N2 G%s\n1 :a\n2 :b\n3 :c\n" % ("0" * 32))
+    assert UidList.load(tmp_path).next_uid == 4
+
+
+def test_uids_past_the_reservation_are_reserved_again_durably(tmp_path):
+    """Appends are not flushed; before a UID at or above the header's N is handed out the file
+    is rewritten with a new N, so a crash that loses appended records never lets their UIDs
+    be given again.  At shutdown (release) the exact next UID is written back."""
+    ul = UidList.load(tmp_path)
+    ul.assign(["m%d" % n for n in range(RESERVATION)])
+    ul.append(range(1, RESERVATION + 1))
+    first = os.stat(tmp_path / "dovecot-uidlist").st_ino
+    assert UidList.load(tmp_path).next_uid == RESERVATION + 1 + RESERVATION
+    ul.assign(["x"])
+    ul.append([RESERVATION + 1])          # still under the reservation: appended
+    assert os.stat(tmp_path / "dovecot-uidlist").st_ino == first
+    ul.assign(["y%d" % n for n in range(RESERVATION)])
+    ul.append(range(RESERVATION + 2, 2 * RESERVATION + 2))   # past it: rewritten, reserved again
+    assert os.stat(tmp_path / "dovecot-uidlist").st_ino != first
+    assert UidList.load(tmp_path).next_uid == 2 * RESERVATION + 2 + RESERVATION
+    ul.save(release=True)
+    assert UidList.load(tmp_path).next_uid == 2 * RESERVATION + 2
 
 
 def test_an_append_cut_short_by_a_crash_is_ignored(tmp_path):

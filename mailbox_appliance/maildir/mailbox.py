@@ -14,8 +14,8 @@ What this module decides:
   first sees it, and is \\Recent to the first session told about it.
 * UIDs come from the dovecot-uidlist (uidlist.py), new files getting ascending UIDs in the order
   of their delivery time (the seconds at the start of a Maildir name); new UIDs are appended to
-  the list and fdatasynced before any session learns them, and removals wait for the next poll's
-  atomic rewrite (see save and _drop).
+  the list (unflushed, under its reservation: uidlist.py) before any session learns them, and
+  removals wait for the next poll's atomic rewrite (see save and _drop).
 * Flags change by renaming the file in cur/; keywords take letters through dovecot-keywords.
 * Every arrival, flag change and expunge takes a new mod-sequence (RFC 7162), kept by modseq.py;
   the whole state is written when the appliance stops (FolderRegistry.save_all).
@@ -276,15 +276,16 @@ class Folder:
         if self._poll.running:
             self._poll.stop()
 
-    def save(self, rewrite=True):
-        """Make new UIDs durable before any session learns them, and new keywords.
+    def save(self, rewrite=True, release=False):
+        """Save new UIDs before any session learns them, and new keywords.
 
-        New UIDs are appended to the UID list (one fdatasync); removals and cached sizes need
-        a whole atomic rewrite, which *rewrite* false leaves to the next poll (the commands of
-        a busy folder then flush once, not twice)."""
+        New UIDs are appended to the UID list (under its reservation: uidlist.py); removals and
+        cached sizes need a whole atomic rewrite, which *rewrite* false leaves to the next poll
+        (the commands of a busy folder then flush once, not twice).  *release*: see
+        UidList.save."""
         if self._uidlist_dirty and rewrite:
             sync_dir(os.path.join(self.path, "cur"))      # removals first (see _drop)
-            self.uidlist.save()
+            self.uidlist.save(release=release)
             self._uidlist_dirty = False
             self._unsaved_uids = []
         elif self._unsaved_uids:
@@ -295,8 +296,9 @@ class Folder:
 
     def save_clean(self):
         """Everything, the mod-sequences' whole state too: the appliance is stopping."""
-        self._uidlist_dirty = self._uidlist_dirty or bool(self._unsaved_uids)
-        self.save()
+        self._uidlist_dirty = (self._uidlist_dirty or bool(self._unsaved_uids)
+                               or self.uidlist.reserved > self.uidlist.next_uid)
+        self.save(release=True)
         self.modseqs.save_clean(self.messages.values(), os.stat(os.path.join(self.path, "cur")).st_mtime_ns)
 
     @property
