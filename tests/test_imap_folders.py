@@ -86,3 +86,15 @@ def test_one_user_never_sees_another(office):
     assert "Secret" not in listed(bob)
     assert bob.command(b"SELECT Secret")[-1].split()[1] == b"NO"
     assert bob.command(b"SELECT ../alice")[-1].split()[1] == b"NO"
+
+
+def test_a_symlink_out_of_the_maildir_is_no_folder(session, office):
+    """LIST takes a listed directory that is no symlink as it is; a symlink must resolve inside
+    the Maildir (bob's folder linked into alice's Maildir is not hers to see)."""
+    mail = os.path.join(office.data_dir, "mail", "example.test")
+    imapclient.Session(office, "bob").ok(b"CREATE Private")
+    os.symlink(os.path.join(mail, "bob", ".Private"), os.path.join(mail, "alice", ".Private"))
+    os.symlink(os.path.join(mail, "alice", ".Archive"), os.path.join(mail, "alice", ".Old"))
+    folders = listed(session)
+    assert "Private" not in folders and "Old" in folders and "Archive" in folders
+    assert session.command(b"SELECT Private")[-1].split()[1] == b"NO"

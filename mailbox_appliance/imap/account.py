@@ -21,7 +21,7 @@ from zope.interface import implementer
 from mailbox_appliance.atomic import sync_dir
 from mailbox_appliance.interfaces import IMailAccount
 from mailbox_appliance.maildir.layout import (
-    SPECIAL_FOLDERS, UnsafeFolderName, folder_path, make_maildir, read_subscriptions,
+    SPECIAL_FOLDERS, UnsafeFolderName, check_folder_name, folder_path, make_maildir, read_subscriptions,
     write_subscriptions,
 )
 
@@ -153,7 +153,10 @@ class MaildirAccount:
                 if entry.name.startswith(".") and entry.is_dir():
                     name = entry.name[1:]
                     try:
-                        folder_path(self.maildir, name)
+                        if entry.is_symlink():
+                            folder_path(self.maildir, name)
+                        else:
+                            check_folder_name(name)
                     except UnsafeFolderName:
                         continue          # "..", or a half-deleted leftover: not a folder
                     found.append(name)

@@ -26,7 +26,7 @@ from mailbox_appliance.atomic import atomic_replace, sync_dir
 __all__ = [
     "SPECIAL_FOLDERS", "SUBSCRIPTIONS_FILE", "UnsafeFolderName",
     "user_maildir", "ensure_user_maildir", "create_user_maildir", "make_maildir", "folder_path",
-    "read_subscriptions", "write_subscriptions",
+    "check_folder_name", "read_subscriptions", "write_subscriptions",
 ]
 
 NAME_MAX = 255
@@ -154,10 +154,22 @@ def folder_path(maildir, name):
     (symlinks included) outside *maildir*.
     """
     maildir = os.fspath(maildir)
+    if isinstance(name, str) and name.upper() == "INBOX":
+        return maildir
+    path = os.path.join(maildir, check_folder_name(name))
+    root = os.path.realpath(maildir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root or real == root:
+        raise UnsafeFolderName(name, "folder name points outside the mailbox")
+    return path
+
+
+def check_folder_name(name):
+    """The directory name (``.Work.Projects``) of the folder *name* other than INBOX, checked
+    as folder_path does, but for where it resolves: for a directory listed in the Maildir and
+    no symlink, that is inside it (LIST then costs no realpath per folder)."""
     if not isinstance(name, str):
         raise UnsafeFolderName(name, "folder name must be text")
-    if name.upper() == "INBOX":
-        return maildir
     if not name:
         raise UnsafeFolderName(name, "folder name is empty")
     if "/" in name:
@@ -178,12 +190,7 @@ def folder_path(maildir, name):
     dirname = "." + name
     if len(dirname.encode("utf-8", "surrogateescape")) > NAME_MAX:
         raise UnsafeFolderName(name, "folder name is too long")
-    path = os.path.join(maildir, dirname)
-    root = os.path.realpath(maildir)
-    real = os.path.realpath(path)
-    if os.path.commonpath([root, real]) != root or real == root:
-        raise UnsafeFolderName(name, "folder name points outside the mailbox")
-    return path
+    return dirname
 
 
 def _tabescape(s):
