@@ -21,7 +21,7 @@ from . import search, sort, thread, transfer_encoding
 from .condstore import Resync
 from .fetch_items import parse_fetch_items
 from .literals import LiteralArguments
-from .response import encode, flag_list, internal_date, string, uid_set
+from .response import flag_list, internal_date, string, uid_set
 from .selection import BadSequence, parse_sequence_set
 from .structure import SectionError
 
@@ -185,9 +185,9 @@ class MessageCommands:
             elif kind == "rfc822size":
                 items.append(b"RFC822.SIZE %d" % folder.rfc822_size(message))
             elif kind == "envelope":
-                items.append(b"ENVELOPE " + encode(whole().envelope()))
+                items.append(b"ENVELOPE " + whole().encoded("envelope"))
             elif kind == "bodystructure":
-                items.append(b"BODYSTRUCTURE " + encode(whole().structure(extended=True)))
+                items.append(b"BODYSTRUCTURE " + whole().encoded("bodystructure"))
             elif kind == "rfc822":
                 items.append(b"RFC822 " + string(whole().data))
             elif kind == "rfc822header":
@@ -195,7 +195,7 @@ class MessageCommands:
             elif kind == "rfc822text":
                 items.append(b"RFC822.TEXT " + string(whole().body))
             elif kind == "body":
-                items.append(b"BODY " + encode(whole().structure(extended=False)))
+                items.append(b"BODY " + whole().encoded("body"))
             else:
                 items.append(self._section_item(whole(), item))
         return b" ".join(items)

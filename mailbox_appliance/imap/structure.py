@@ -17,7 +17,7 @@ from email.policy import compat32
 from mailbox_appliance import address_list
 
 from .headers import within_limit
-from .response import Adjacent
+from .response import Adjacent, encode
 
 __all__ = ["Part", "SectionError"]
 
@@ -63,6 +63,7 @@ class Part:
         self._children = None
         self._envelope = None
         self._structures = {}             # extended (bool) -> BODYSTRUCTURE or BODY
+        self._encoded = {}                # FETCH item name -> its value as response bytes
 
     @property
     def fields(self):
@@ -235,6 +236,15 @@ class Part:
 
     def _extension(self):
         return [self._disposition(), self._value("content-language"), self._value("content-location")]
+
+    def encoded(self, item):
+        """The value of FETCH's ENVELOPE, BODYSTRUCTURE or BODY (*item*, lower case) as response
+        bytes, encoded once: every session fetching this message shares it."""
+        value = self._encoded.get(item)
+        if value is None:
+            value = self._encoded[item] = encode(
+                self.envelope() if item == "envelope" else self.structure(extended=item == "bodystructure"))
+        return value
 
     def structure(self, extended):
         """BODYSTRUCTURE (*extended*) or BODY: RFC 3501 §7.4.2, as nested lists (each worked out
