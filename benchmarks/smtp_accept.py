@@ -26,7 +26,9 @@ temperror at once).
 The client is Python on epoll and non-blocking sockets, a small state machine per session, the
 body sent with sendmsg and never copied; its CPU time is printed beside the server's.
 ``--profile FILE`` runs the server under cProfile (reactor thread only) and writes FILE.<run>;
-``--server-log FILE`` keeps each run's server log as FILE.<run>.
+``--server-log FILE`` keeps each run's server log as FILE.<run>.  ``--against-postfix`` follows
+each run with one against Postfix handing the messages to Dovecot's LMTP (postfix_server.py),
+the pair an office would run instead, with the same client, and prints the ratio of the medians.
 """
 
 import argparse
@@ -159,10 +161,7 @@ class Server:
         return main, other
 
     def count_new(self):
-        try:
-            return sum(1 for _ in os.scandir(self.new_dir))
-        except FileNotFoundError:
-            return 0
+        return count_files(self.new_dir)
 
     def stop(self):
         if self.process.poll() is None:
@@ -487,32 +486,54 @@ def percentile(sorted_values, fraction):
     return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]
 
 
+def count_files(directory):
+    """How many files *directory* holds (0 while it does not exist)."""
+    try:
+        return sum(1 for _ in os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+
+
+def send_all(args, port, parts, count_stored, settle):
+    """The client's COUNT messages to *port*, then a wait (at most *settle* s) until
+    count_stored() has every message that got its 250.  A dict of what every run reports."""
+    bench = Client(port, args.count, args.concurrency, parts)
+    client_cpu_before, machine_before = time.process_time(), machine_busy_seconds()
+    bench.run()
+    expected = args.count - len(bench.errors)
+    deadline = time.monotonic() + settle
+    while count_stored() < expected and time.monotonic() < deadline:
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - bench.first_connect
+    stored = count_stored()
+    latencies = sorted(bench.latencies)
+    return {"rate": stored / elapsed, "stored": stored, "elapsed": elapsed, "errors": bench.errors,
+            "p50": percentile(latencies, 0.50) * 1e3, "p99": percentile(latencies, 0.99) * 1e3,
+            "client_cpu": time.process_time() - client_cpu_before,
+            "others_cpu": machine_busy_seconds() - machine_before}
+
+
+def report(name, result, cpu):
+    """One run's line (*cpu*: its CPU figures, said as they were measured) and its first errors."""
+    print(f"{name}: {result['rate']:.0f} msg/s ({result['stored']} stored in {result['elapsed']:.2f} s, "
+          f"{len(result['errors'])} errors), latency p50 {result['p50']:.1f} ms p99 {result['p99']:.1f} ms, "
+          f"{cpu}", flush=True)
+    for error in result["errors"][:5]:
+        print("  error:", error)
+
+
 def one_run(args, users_line, run, workdir, resolver, parts):
     """One appliance, COUNT messages; its data stays in *workdir* (see work_directory)."""
-    if args.wait_idle > 0:
-        waited = wait_for_quiet(args.wait_idle)
-        if waited is None:
-            print(f"  note: the machine stayed busy for {args.wait_idle} s; measuring anyway", flush=True)
+    wait_before(args)
     base = tempfile.mkdtemp(prefix=f"run-{run}-", dir=workdir)
     profile = f"{args.profile}.{run}" if args.profile else None
     server = Server(base, args.size, args.concurrency, users_line, resolver, profile)
     try:
-        bench = Client(server.port, args.count, args.concurrency, parts)
         server_cpu_before = server.cpu_seconds()
-        client_cpu_before = time.process_time()
-        machine_before = machine_busy_seconds()
-        bench.run()
-        expected = args.count - len(bench.errors)
-        deadline = time.monotonic() + 60
-        while server.count_new() < expected and time.monotonic() < deadline:
-            time.sleep(0.001)
-        finished = time.perf_counter()
-        stored = server.count_new()
-        client_cpu = time.process_time() - client_cpu_before
-        others = machine_busy_seconds() - machine_before
+        result = send_all(args, server.port, parts, server.count_new, 60)
         server_cpu = [after - before for after, before in zip(server.cpu_seconds(), server_cpu_before)]
-        others -= client_cpu + sum(server_cpu)
-        peak_rss = server.peak_rss_kib()
+        result["others_cpu"] -= result["client_cpu"] + sum(server_cpu)
+        result["rss"] = server.peak_rss_kib() / 1024
     finally:
         status = server.stop()
     if status not in (0, -signal.SIGTERM):  # twistd re-raises SIGTERM after a clean shutdown
@@ -520,30 +541,38 @@ def one_run(args, users_line, run, workdir, resolver, parts):
               + "".join(open(server.log_path).readlines()[-20:]), file=sys.stderr)
     if args.server_log:
         shutil.copyfile(server.log_path, f"{args.server_log}.{run}")
-    elapsed = finished - bench.first_connect
-    latencies = sorted(bench.latencies)
-    result = {
-        "rate": stored / elapsed,
-        "p50": percentile(latencies, 0.50) * 1e3,
-        "p99": percentile(latencies, 0.99) * 1e3,
-        "rss": peak_rss / 1024,
-        "elapsed": elapsed,
-        "stored": stored,
-        "errors": len(bench.errors),
-        "server_cpu": server_cpu,
-        "client_cpu": client_cpu,
-        "others_cpu": others,
-        "reactor_ms": server_cpu[0] / max(stored, 1) * 1e3,
-    }
-    print(f"run {run}: {result['rate']:.0f} msg/s ({stored} stored in {elapsed:.2f} s, "
-          f"{len(bench.errors)} errors), latency p50 {result['p50']:.1f} ms p99 {result['p99']:.1f} ms, "
-          f"server peak RSS {result['rss']:.1f} MiB, CPU s: server reactor {server_cpu[0]:.1f} "
-          f"+ other threads {server_cpu[1]:.1f}, client {client_cpu:.1f}, rest of machine {others:.1f} "
-          f"(server CPU per message: reactor {result['reactor_ms']:.2f} ms, other threads "
-          f"{server_cpu[1] / max(stored, 1) * 1e3:.2f} ms)", flush=True)
-    for error in bench.errors[:5]:
-        print("  error:", error)
+    stored = max(result["stored"], 1)
+    result["reactor_ms"] = server_cpu[0] / stored * 1e3
+    report(f"run {run}", result,
+           f"server peak RSS {result['rss']:.1f} MiB, CPU s: server reactor {server_cpu[0]:.1f} "
+           f"+ other threads {server_cpu[1]:.1f}, client {result['client_cpu']:.1f}, rest of machine "
+           f"{result['others_cpu']:.1f} (server CPU per message: reactor {result['reactor_ms']:.2f} ms, "
+           f"other threads {server_cpu[1] / stored * 1e3:.2f} ms)")
     return result
+
+
+def wait_before(args):
+    if args.wait_idle > 0:
+        waited = wait_for_quiet(args.wait_idle)
+        if waited is None:
+            print(f"  note: the machine stayed busy for {args.wait_idle} s; measuring anyway", flush=True)
+
+
+def postfix_run(args, run, workdir, parts):
+    """The same COUNT messages to Postfix + Dovecot LMTP (postfix_server.py): msg/s until all
+    are in the Maildir, as for the appliance."""
+    from postfix_server import PostfixDovecot
+
+    wait_before(args)
+    peer = PostfixDovecot(os.path.join(workdir, f"postfix-{run}"), DOMAIN, USER)
+    try:
+        result = send_all(args, peer.port, parts, lambda: count_files(peer.new_dir), 120)
+    finally:
+        peer.stop()
+    report(f"Postfix + Dovecot run {run}", result,
+           f"CPU s: client {result['client_cpu']:.1f}, Postfix, Dovecot and the rest of the machine "
+           f"{result['others_cpu'] - result['client_cpu']:.1f}")
+    return result["rate"]
 
 
 def main():
@@ -558,6 +587,8 @@ def main():
     parser.add_argument("--profile", help="run the server under cProfile, writing PROFILE.<run>")
     parser.add_argument("--server-log", help="keep each run's server log as SERVER_LOG.<run>")
     parser.add_argument("--dns-fail", action="store_true", help="the DNS server answers SERVFAIL to everything")
+    parser.add_argument("--against-postfix", action="store_true",
+                        help="then as many runs against Postfix + Dovecot LMTP (postfix_server.py), one ratio")
     args = parser.parse_args()
 
     located = subprocess.run([sys.executable, "-c", "import mailbox_appliance; print(mailbox_appliance.__file__)"],
@@ -572,13 +603,19 @@ def main():
         zone = {"servfail_all": True}
     print(f"DNS: a loopback server, {'SERVFAIL to everything' if args.dns_fail else 'SPF, DKIM and DMARC passing'}")
     with work_directory(args.tmpdir) as workdir, dns_server(zone, workdir) as resolver:
-        results = [one_run(args, users_line, run, workdir, resolver, (header, body))
-                   for run in range(1, args.runs + 1)]
+        results, theirs = [], []
+        for run in range(1, args.runs + 1):      # alternated: the machine's speed drifts
+            results.append(one_run(args, users_line, run, workdir, resolver, (header, body)))
+            if args.against_postfix:
+                theirs.append(postfix_run(args, run, workdir, (header, body)))
     median = {key: statistics.median(result[key] for result in results)
               for key in ("rate", "p50", "p99", "rss", "reactor_ms")}
     print(f"median of {args.runs}: {median['rate']:.0f} msg/s, latency p50 {median['p50']:.1f} ms "
           f"p99 {median['p99']:.1f} ms, server peak RSS {median['rss']:.1f} MiB, "
           f"reactor CPU {median['reactor_ms']:.2f} ms per message")
+    if theirs:
+        print(f"Postfix + Dovecot median of {args.runs}: {statistics.median(theirs):.0f} msg/s; the appliance "
+              f"(its sender checks on) accepts {median['rate'] / statistics.median(theirs):.2f}x as many")
 
 
 if __name__ == "__main__":

@@ -42,14 +42,23 @@ class Dovecot(Appliance):
     """A `dovecot -F` process serving *mail_root* (maildir:MAIL_ROOT/%d/%n) on 127.0.0.1:.port;
     its log (on stderr) is read, waited on and reported like the appliance's.
 
-    *tls* (certificate path, key path) adds an imaps listener on .tls_port; *settings* are more
-    lines of dovecot.conf."""
+    *tls* (certificate path, key path) adds an imaps listener on .tls_port; *lmtp* an LMTP one
+    (Debian's dovecot-lmtpd) on .lmtp_port; *settings* are more lines of dovecot.conf."""
 
-    def __init__(self, place, mail_root, passwd_file, tls=None, settings=""):
+    def __init__(self, place, mail_root, passwd_file, tls=None, settings="", lmtp=False):
         uid, gid, name = mail_user()
         run = tempfile.mkdtemp(prefix="dovecot-", dir=place)
         self.port = free_port()
         self.tls_port = free_port() if tls else 0
+        self.lmtp_port = free_port() if lmtp else 0
+        lmtp_service = textwrap.dedent(f"""\
+            service lmtp {{
+              inet_listener lmtp {{
+                address = 127.0.0.1
+                port = {self.lmtp_port}
+              }}
+            }}
+            """) if lmtp else ""
         ssl = f"ssl = yes\nssl_cert = <{tls[0]}\nssl_key = <{tls[1]}\n" if tls else "ssl = no\n"
         # Not root: every Dovecot process runs as us (no chroot then, which needs root).
         unprivileged = "" if os.geteuid() == 0 else (
@@ -61,7 +70,7 @@ class Dovecot(Appliance):
                 base_dir = {run}/base
                 state_dir = {run}/state
                 log_path = /dev/stderr
-                protocols = imap
+                protocols = imap{" lmtp" if lmtp else ""}
                 listen = 127.0.0.1
                 disable_plaintext_auth = no
                 auth_mechanisms = plain
@@ -89,7 +98,7 @@ class Dovecot(Appliance):
                     port = {self.tls_port}
                   }}
                 }}
-                """) + ssl + unprivileged + settings)
+                """) + lmtp_service + ssl + unprivileged + settings)
         os.makedirs(mail_root, exist_ok=True)
         chown_tree(mail_root, uid, gid)
         # The same start-up as Appliance.__init__, on another command: the master logs "starting
