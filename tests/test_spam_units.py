@@ -76,6 +76,40 @@ def test_dkim_integer_conversions_answer_as_dkimpy_does():
         assert sender_checks.str2int(octets) == slow_str2int(octets) == number
 
 
+def test_dkim_rsa_verification_answers_as_dkimpy_does():
+    """sender_checks.rsa_verify (OpenSSL) against dkimpy's own RSASSA-PKCS1-v1_5 verification:
+    good and altered signatures, SHA-256 and SHA-1, a key that is not the signer's, nonsense."""
+    import hashlib
+
+    import dkim
+    import dkim.crypto
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives import hashes
+
+    from mailbox_appliance.smtp import sender_checks
+    assert dkim.RSASSA_PKCS1_v1_5_verify is sender_checks.rsa_verify
+    signer, other = (rsa.generate_private_key(public_exponent=65537, key_size=1024) for _ in range(2))
+
+    def numbers(key):
+        public = key.public_key().public_numbers()
+        return {"modulus": public.n, "publicExponent": public.e}
+    cases = []
+    for name, algorithm in (("sha256", hashes.SHA256()), ("sha1", hashes.SHA1())):
+        for data in (b"", b"hello", bytes(range(256)) * 9):
+            signature = signer.sign(data, padding.PKCS1v15(), algorithm)
+            altered = signature[:-1] + bytes([signature[-1] ^ 1])
+            digest = hashlib.new(name, data)
+            cases += [(digest, signature, numbers(signer)), (digest, altered, numbers(signer)),
+                      (digest, signature, numbers(other)), (digest, signature[1:], numbers(signer)),
+                      (digest, signature, {"modulus": numbers(signer)["modulus"], "publicExponent": 3})]
+    answers = [sender_checks.rsa_verify(*case) for case in cases]
+    assert answers == [sender_checks._dkimpy_verify(*case) for case in cases]
+    assert answers.count(True) == 6
+    tiny = {"modulus": 3233, "publicExponent": 17}      # left to dkimpy: "digest too large"
+    with pytest.raises(dkim.crypto.DigestTooLargeError):
+        sender_checks.rsa_verify(hashlib.sha256(b""), b"x", tiny)
+
+
 def _dkimpy_conversions():
     """dkimpy's own int2str and str2int, read from its source (the module's are ours now)."""
     import inspect

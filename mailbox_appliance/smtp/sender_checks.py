@@ -6,7 +6,6 @@ the *lookup* function given, so this module runs where blocking is fine: in the 
 processes of smtp/sender_auth.py (sender_auth_worker.py), never in the reactor.
 """
 
-import copy
 import email.utils
 import functools
 import importlib.resources
@@ -18,6 +17,10 @@ import dkim.crypto
 import spf
 from authheaders import dmarc_lookup
 from authres import AuthenticationResultsHeader, DKIMAuthenticationResult, SPFAuthenticationResult
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from publicsuffix2 import PublicSuffixList
 
 from mailbox_appliance.message import field_values
@@ -75,6 +78,38 @@ def str2int(octets):
 # dkim.crypto looks these up by name when it verifies.
 dkim.crypto.int2str, dkim.crypto.str2int = int2str, str2int
 
+_DIGESTS = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+_dkimpy_verify = dkim.crypto.RSASSA_PKCS1_v1_5_verify
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(modulus, exponent):
+    return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+
+
+def rsa_verify(digest, signature, public_key):
+    """dkimpy's RSASSA_PKCS1_v1_5_verify (RFC 8017 §8.2.2), the same answer from OpenSSL through
+    cryptography (which pyOpenSSL brings): dkimpy's modular exponentiation in Python was a fifth
+    of a message's checks.  *digest* is the hashlib object of the signed data.  Keys under 1,024
+    bits (which DKIM refuses anyway) stay with dkimpy, errors and all."""
+    if public_key["modulus"].bit_length() < 1024:
+        return _dkimpy_verify(digest, signature, public_key)
+    try:
+        key = _public_key(public_key["modulus"], public_key["publicExponent"])
+        key.verify(bytes(signature), digest.digest(), padding.PKCS1v15(), Prehashed(_DIGESTS[digest.name]()))
+    except UnsupportedAlgorithm:
+        return _dkimpy_verify(digest, signature, public_key)
+    except (InvalidSignature, ValueError, KeyError):
+        return False
+    return True
+
+
+# dkim imported it by name; it verifies DKIM and ARC signatures.  And dkimpy parses a key's DNS
+# record (base64, then ASN.1) for every signature: the few selectors most mail is signed with are
+# parsed once each.
+dkim.RSASSA_PKCS1_v1_5_verify = rsa_verify
+dkim.evaluate_pk = functools.lru_cache(maxsize=1024)(dkim.evaluate_pk)
+
 
 class SenderChecks:
 
@@ -88,14 +123,14 @@ class SenderChecks:
     def evaluate(self, ip, helo, mail_from, message):
         """(the Authentication-Results field, CRLF-terminated; the DMARC result; the policy of
         the author's domain; the author's domain, None without one single author)."""
-        spf_result = self._spf(ip, helo, mail_from)
+        spf = self._spf(ip, helo, mail_from)
         dkim_results = self._dkim(message)
         try:
             arc_result = authheaders.check_arc(message, dnsfunc=self._dkim_txt)
         except dkim.MessageFormatError:
             arc_result = authheaders.ARCAuthenticationResult(result="none")
-        dmarc_result, policy, author_domain = self._dmarc(message, spf_result, dkim_results)
-        results = [spf_result, *dkim_results, arc_result, dmarc_result]
+        dmarc_result, policy, author_domain = self._dmarc(message, spf, dkim_results)
+        results = [SPFAuthenticationResult(**spf), *dkim_results, arc_result, dmarc_result]
         field = str(AuthenticationResultsHeader(authserv_id=self.hostname, results=results)).encode("utf-8")
         # Folded at "; " so no line passes 78 characters (RFC 5322 §2.1.1).
         return field.replace(b"; ", b";\r\n    ") + b"\r\n", dmarc_result.result, policy, author_domain
@@ -131,6 +166,7 @@ class SenderChecks:
     # -- each check ---------------------------------------------------------------------------
 
     def _spf(self, ip, helo, mail_from):
+        """The SPF result's properties (an SPFAuthenticationResult each is made of them)."""
         # RFC 7208 §2.4: with a null MAIL FROM, the HELO identity is checked as postmaster@helo.
         identity = mail_from or f"postmaster@{helo}"
         # pyspf asks DNS through its module-level DNSLookup; a checker process runs one check at
@@ -142,7 +178,7 @@ class SenderChecks:
             result, reason = "temperror", str(failure)
         finally:
             spf.DNSLookup = previous
-        return SPFAuthenticationResult(result=result, reason=reason or None, smtp_mailfrom=identity, smtp_helo=helo)
+        return {"result": result, "reason": reason or None, "smtp_mailfrom": identity, "smtp_helo": helo}
 
     def _dkim(self, message):
         """One result per DKIM-Signature (RFC 6376 §6.1: each is verified on its own)."""
@@ -168,7 +204,7 @@ class SenderChecks:
             results.append(DKIMAuthenticationResult(result=result, **found))
         return results
 
-    def _dmarc(self, message, spf_result, dkim_results):
+    def _dmarc(self, message, spf, dkim_results):
         """(the DMARC result, the policy, the author's domain or None)."""
         authors = [address for _name, address in email.utils.getaddresses(
             [value.decode("utf-8", "replace") for value in field_values(message, b"from")])]
@@ -182,8 +218,8 @@ class SenderChecks:
         outcomes = []
         for dkim_result in dkim_results:
             try:
-                # A copy each time: authheaders rewrites the SPF result's properties it reads.
-                outcomes.append(authheaders.dmarc_per_from(domain, copy.deepcopy(spf_result), dkim_result,
+                # A new SPF result each time: authheaders rewrites the properties it reads.
+                outcomes.append(authheaders.dmarc_per_from(domain, SPFAuthenticationResult(**spf), dkim_result,
                                                            dnsfunc=self._dmarc_txt))
             except (DNSFailure, *_UNREADABLE_DMARC) as failure:
                 outcomes.append(("temperror" if isinstance(failure, DNSFailure) else "permerror",
