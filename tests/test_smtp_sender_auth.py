@@ -242,6 +242,41 @@ def test_killed_checkers_are_replaced_and_mail_waits_for_them(office):
     assert len(_checkers(office)) == len(checkers) and not set(_checkers(office)) & set(checkers)
 
 
+def test_messages_checked_together_each_get_their_own_verdict(office):
+    """Sixteen messages reach the end of DATA at once, more than the checkers: they wait and go
+    to the checkers several to a request (sender_auth.BATCH), and each verdict is its own."""
+    import threading
+
+    count = 16
+    barrier = threading.Barrier(count)
+    replies = {}
+
+    def deliver(number):
+        good = number % 2 == 0
+        author = "news@good.test" if good else "ceo@strict.test"
+        message = _message(author, subject=f"message-{number}")
+        if good:
+            message = dkim.sign(message, b"sel", b"good.test", PRIVATE, include_headers=[b"from", b"subject"]) + message
+        raw = RawSMTP(office.ports["smtp"])
+        assert raw.command("EHLO client.example.test")[0] == 250
+        assert raw.command(f"MAIL FROM:<{author}>")[0] == 250
+        assert raw.command("RCPT TO:<alice@example.test>")[0] == 250
+        assert raw.command("DATA")[0] == 354
+        barrier.wait(timeout=30)
+        raw.send(message + b".\r\n")
+        replies[number] = raw.reply()[0]
+        raw.close()
+    threads = [threading.Thread(target=deliver, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert replies == {number: 250 if number % 2 == 0 else 550 for number in range(count)}
+    stored = office.inbox("alice", verdict=True)
+    assert sorted(int(m.split(b"Subject: message-")[1].split(b"\r\n")[0]) for m in stored) == list(range(0, count, 2))
+    assert all("dmarc=pass" in _field(m) for m in stored)
+
+
 def test_submitted_mail_is_not_judged(office):
     client = office.smtp("submission", login="alice@example.test")
     client.sendmail("alice@example.test", ["alice@example.test"], _message("alice@example.test"))

@@ -3,8 +3,9 @@ DKIM, DMARC, ARC as one Authentication-Results field) and what it means for the 
 deliver, file into Junk, refuse, or ask the sender to come back.
 
 The checks run in checker processes (sender_auth_worker.py), a few, started with the appliance
-and started again if one dies; a message waits for a free one.  The reactor only hands over the
-message and reads the answer.  A checker that dies or takes longer than CHECK_TIMEOUT costs
+and started again if one dies; a message waits for a free one, and a checker that comes free
+takes its share of the messages waiting, up to BATCH, in one request.  The reactor only hands
+over the messages and reads the answers.  A checker that dies or takes longer than CHECK_TIMEOUT costs
 that message a 451 (the sender tries again), never the message.
 """
 
@@ -32,6 +33,9 @@ CHECK_TIMEOUT = 60
 # A checker that exits is started again this long after (it may die at once, again and again:
 # a broken installation must not become a busy loop).
 RESTART_DELAY = 1
+# Messages handed to a checker at once under load: each adds its ~0.6 ms of checks to the wait of
+# the others in the request, and saves a pipe write and a wake-up in both processes.
+BATCH = 8
 _LENGTH = struct.Struct(">I")
 _UNAVAILABLE = Reply(451, "4.7.0", "Cannot check the sender now; try again later")
 
@@ -104,7 +108,8 @@ class SenderAuthentication(Service):
 
     def _dispatch(self):
         while self._idle and self._waiting:
-            self._idle.pop().take(*self._waiting.popleft())
+            share = min(BATCH, -(-len(self._waiting) // len(self._idle)))
+            self._idle.pop().take([self._waiting.popleft() for _ in range(share)])
 
     def _ended(self, worker, reason):
         self._workers.discard(worker)
@@ -121,8 +126,8 @@ class SenderAuthentication(Service):
             entry[1].errback(CheckerUnavailable(f"no checker free within {CHECK_TIMEOUT}s"))
             return
         for worker in self._workers:
-            if worker.current is entry:
-                worker.kill()         # its end fails the request
+            if entry in (worker.current or ()):
+                worker.kill()         # its end fails its requests
 
     # -- the verdict ----------------------------------------------------------------------------
 
@@ -160,20 +165,20 @@ class SenderAuthentication(Service):
 
 
 class _Checker(protocol.ProcessProtocol):
-    """One checker process, seen from the reactor: one request at a time."""
+    """One checker process, seen from the reactor: one request (of one or more messages) at a time."""
 
     def __init__(self, pool):
         self.pool = pool
-        self.current = None           # (request, Deferred) being checked
+        self.current = None           # [(request, Deferred)] being checked
         self.ended = defer.Deferred()
         self._buffer = b""
 
     def connectionMade(self):
         self.pool._ready(self)
 
-    def take(self, request, result):
-        self.current = (request, result)
-        data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+    def take(self, entries):
+        self.current = entries
+        data = pickle.dumps([request for request, _result in entries], protocol=pickle.HIGHEST_PROTOCOL)
         self.transport.write(_LENGTH.pack(len(data)) + data)
 
     def outReceived(self, data):
@@ -185,17 +190,17 @@ class _Checker(protocol.ProcessProtocol):
             answer, self._buffer = self._buffer[_LENGTH.size:_LENGTH.size + length], self._buffer[_LENGTH.size + length:]
             self._answered(pickle.loads(answer))
 
-    def _answered(self, answer):
-        (request, result), self.current = self.current, None
-        request_id, outcome = answer
-        if request_id != request[0]:
+    def _answered(self, answers):
+        if [request[0] for request, _result in self.current or ()] != [request_id for request_id, _ in answers]:
             self.kill()               # out of step: nothing it says can be trusted now
             return
+        entries, self.current = self.current, None
         self.pool._ready(self)
-        if outcome[0] == "ok":
-            result.callback(outcome[1:])
-        else:
-            result.errback(CheckerUnavailable(outcome[1]))
+        for (_request, result), (_request_id, outcome) in zip(entries, answers):
+            if outcome[0] == "ok":
+                result.callback(outcome[1:])
+            else:
+                result.errback(CheckerUnavailable(outcome[1]))
 
     def errReceived(self, data):
         self.pool.log.warn("sender checks: checker says {text}", text=data.decode("utf-8", "replace").rstrip())
@@ -213,8 +218,8 @@ class _Checker(protocol.ProcessProtocol):
             pass
 
     def processEnded(self, reason):
-        if self.current is not None:
-            result, self.current = self.current[1], None
+        entries, self.current = self.current or [], None
+        for _request, result in entries:
             result.errback(CheckerUnavailable("the checker process ended"))
         self.pool._ended(self, reason)
         self.ended.callback(None)
