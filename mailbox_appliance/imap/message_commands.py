@@ -122,8 +122,7 @@ class MessageCommands:
                 batch.append(b"* " + vanished + b"\r\n")
         kinds = {item.kind for item in query}
         with_uid = uid or "uid" in kinds
-        # FLAGS encoded once per combination of flags: a 100,000-message folder has a handful.
-        flag_items = {}
+        makers, flags = self._item_makers(query)
         for number, message_uid in chosen:
             message = folder.messages.get(message_uid)
             if message is None:
@@ -134,14 +133,19 @@ class MessageCommands:
             else:
                 flags_too = False
             with_modseq = changed_since is not None or (flags_too and self.condstore)
+            items = [b"UID %d" % message_uid] if with_uid else []
+            if flags_too and "flags" not in kinds:
+                items.append(flags(message))
+            if with_modseq and "modseq" not in kinds:
+                items.append(b"MODSEQ (%d)" % message.modseq)
             try:
-                items = self._fetch_items(message, query, kinds, with_uid, flags_too, with_modseq, flag_items)
+                items += [make(message) for make in makers]
             except transfer_encoding.UnknownEncoding as unknown:
                 self.transport.write(b"".join(batch))
                 self.sendNegativeResponse(tag, b"[UNKNOWN-CTE] Content-Transfer-Encoding %s of message %d "
                                                b"cannot be decoded" % (str(unknown).encode("ascii", "replace"), number))
                 return
-            batch.append(b"* %d FETCH (%s)\r\n" % (number, items))
+            batch.append(b"* %d FETCH (%s)\r\n" % (number, b" ".join(items)))
             if len(batch) >= 1000:
                 self.transport.write(b"".join(batch))
                 batch = []
@@ -149,56 +153,42 @@ class MessageCommands:
         folder.save(rewrite=False)
         self.sendPositiveResponse(tag, b"FETCH completed")
 
-    def _fetch_items(self, message, query, kinds, with_uid, flags_too, with_modseq, flag_items):
-        """The FETCH items of one message; *kinds* are the query's item kinds, *flag_items*
-        (letters, recent) -> encoded FLAGS item, kept for the whole command."""
+    def _item_makers(self, query):
+        """For each item of *query* but UID, the function of a message that gives its bytes, and
+        the one for FLAGS: chosen once per command, not once per message (choosing was a quarter
+        of a 100,000-message UID FETCH 1:* FLAGS)."""
         folder = self.selection.folder
-        parsed = []
+        last = [None, None]               # the message parsed last and its Part: its items share it
+        flag_items = {}                   # FLAGS encoded once per combination of flags
 
-        def whole():
-            if not parsed:
-                parsed.append(self.factory.parsed_messages.get(folder, message))
-            return parsed[0]
+        def whole(message):
+            if last[0] is not message:
+                last[:] = [message, self.factory.parsed_messages.get(folder, message)]
+            return last[1]
 
-        def flags():
+        def flags(message):
             key = (message.letters, message.uid in self.selection.recent)
             item = flag_items.get(key)
             if item is None:
                 item = flag_items[key] = b"FLAGS " + flag_list(self.selection.flags_of(message.uid))
             return item
 
-        items = [b"UID %d" % message.uid] if with_uid else []
-        if flags_too and "flags" not in kinds:
-            items.append(flags())
-        if with_modseq and "modseq" not in kinds:
-            items.append(b"MODSEQ (%d)" % message.modseq)
-        for item in query:
-            kind = item.kind
-            if kind == "uid":
-                continue
-            if kind == "modseq":
-                items.append(b"MODSEQ (%d)" % message.modseq)
-            elif kind == "flags":
-                items.append(flags())
-            elif kind == "internaldate":
-                items.append(b"INTERNALDATE " + internal_date(folder.internal_date(message)))
-            elif kind == "rfc822size":
-                items.append(b"RFC822.SIZE %d" % folder.rfc822_size(message))
-            elif kind == "envelope":
-                items.append(b"ENVELOPE " + whole().encoded("envelope"))
-            elif kind == "bodystructure":
-                items.append(b"BODYSTRUCTURE " + whole().encoded("bodystructure"))
-            elif kind == "rfc822":
-                items.append(b"RFC822 " + string(whole().data))
-            elif kind == "rfc822header":
-                items.append(b"RFC822.HEADER " + string(whole().header))
-            elif kind == "rfc822text":
-                items.append(b"RFC822.TEXT " + string(whole().body))
-            elif kind == "body":
-                items.append(b"BODY " + whole().encoded("body"))
-            else:
-                items.append(self._section_item(whole(), item))
-        return b" ".join(items)
+        makers = {
+            "modseq": lambda message: b"MODSEQ (%d)" % message.modseq,
+            "flags": flags,
+            "internaldate": lambda message: b"INTERNALDATE " + internal_date(folder.internal_date(message)),
+            "rfc822size": lambda message: b"RFC822.SIZE %d" % folder.rfc822_size(message),
+            "envelope": lambda message: b"ENVELOPE " + whole(message).encoded("envelope"),
+            "bodystructure": lambda message: b"BODYSTRUCTURE " + whole(message).encoded("bodystructure"),
+            "body": lambda message: b"BODY " + whole(message).encoded("body"),
+            "rfc822": lambda message: b"RFC822 " + string(whole(message).data),
+            "rfc822header": lambda message: b"RFC822.HEADER " + string(whole(message).header),
+            "rfc822text": lambda message: b"RFC822.TEXT " + string(whole(message).body),
+        }
+
+        def section(item):
+            return lambda message: self._section_item(whole(message), item)
+        return [makers.get(item.kind) or section(item) for item in query if item.kind != "uid"], flags
 
     def _section_item(self, message, item):
         try:
