@@ -125,6 +125,8 @@ class Folder:
     def _forget_missing(self):
         """Drop the UID list's records of files that are gone: expunged just before a crash
         (see _drop), or deleted while the appliance was not running.  Their UIDs stay used."""
+        if len(self.uidlist) == len(self._by_base):
+            return                        # every file has its record, so no record lacks a file
         missing = [base for _uid, base in self.uidlist.items() if base not in self._by_base]
         if missing:
             self.uidlist.remove(missing)
