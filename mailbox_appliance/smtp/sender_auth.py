@@ -5,8 +5,8 @@ deliver, file into Junk, refuse, or ask the sender to come back.
 The checks run in checker processes (sender_auth_worker.py), a few, started with the appliance
 and started again if one dies; a message waits for a free one, and a checker that comes free
 takes its share of the messages waiting, up to BATCH, in one request.  The reactor only hands
-over the messages and reads the answers.  A checker that dies or takes longer than CHECK_TIMEOUT costs
-that message a 451 (the sender tries again), never the message.
+over the messages and reads the answers.  A checker that dies or takes longer than
+CHECK_TIMEOUT costs that message a 451 (the sender tries again), never the message.
 """
 
 import collections
@@ -126,7 +126,7 @@ class SenderAuthentication(Service):
             entry[1].errback(CheckerUnavailable(f"no checker free within {CHECK_TIMEOUT}s"))
             return
         for worker in self._workers:
-            if entry in (worker.current or ()):
+            if entry in worker.current:
                 worker.kill()         # its end fails its requests
 
     # -- the verdict ----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class _Checker(protocol.ProcessProtocol):
 
     def __init__(self, pool):
         self.pool = pool
-        self.current = None           # [(request, Deferred)] being checked
+        self.current = []             # [(request, Deferred)] being checked; [] when idle
         self.ended = defer.Deferred()
         self._buffer = b""
 
@@ -191,10 +191,10 @@ class _Checker(protocol.ProcessProtocol):
             self._answered(pickle.loads(answer))
 
     def _answered(self, answers):
-        if [request[0] for request, _result in self.current or ()] != [request_id for request_id, _ in answers]:
+        if [request[0] for request, _result in self.current] != [request_id for request_id, _ in answers]:
             self.kill()               # out of step: nothing it says can be trusted now
             return
-        entries, self.current = self.current, None
+        entries, self.current = self.current, []
         self.pool._ready(self)
         for (_request, result), (_request_id, outcome) in zip(entries, answers):
             if outcome[0] == "ok":
@@ -206,7 +206,7 @@ class _Checker(protocol.ProcessProtocol):
         self.pool.log.warn("sender checks: checker says {text}", text=data.decode("utf-8", "replace").rstrip())
 
     def stop(self):
-        if self.current is None:
+        if not self.current:
             self.transport.closeStdin()
         else:
             self.kill()
@@ -218,7 +218,7 @@ class _Checker(protocol.ProcessProtocol):
             pass
 
     def processEnded(self, reason):
-        entries, self.current = self.current or [], None
+        entries, self.current = self.current, []
         for _request, result in entries:
             result.errback(CheckerUnavailable("the checker process ended"))
         self.pool._ended(self, reason)
