@@ -95,6 +95,7 @@ def test_spf_dkim_and_dmarc_pass(office):
     field = _verdict(office)
     assert "spf=pass" in field and "smtp.mailfrom=bounces@good.test" in field
     assert "dkim=pass header.d=good.test" in field and "dmarc=pass" in field
+    assert "arc=none (Message is not ARC signed);" in field
 
 
 def test_every_dkim_signature_is_judged(office):

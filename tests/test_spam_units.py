@@ -150,3 +150,55 @@ def test_a_checker_stops_waiting_on_dns_that_does_not_answer():
     with pytest.raises(DNSFailure):
         lookup("example.test", "TXT")
     assert servers.asked == 2
+
+
+class _CountingResolver:
+    """A real dnspython resolver asking the loopback DNS server, counting the questions put to it."""
+
+    def __init__(self, address):
+        from mailbox_appliance.smtp.sender_auth_worker import make_resolver
+        host, port = address.split(":")
+        self.resolver = make_resolver([(host, int(port))])
+        self.asked = 0
+
+    def resolve(self, name, kind, **options):
+        self.asked += 1
+        return self.resolver.resolve(name, kind, **options)
+
+
+def test_a_checker_keeps_answers_for_their_ttl(tmp_path):
+    from mailbox_appliance.smtp.sender_auth_worker import lookup_with
+    from outbound_world import serving_dns
+    zone = {"records": {"remote.test": {"TXT": ["v=spf1 -all"], "MX": [[10, "mx.remote.test"]]}}}
+    with serving_dns(str(tmp_path), zone) as address:
+        now = [1000.0]
+        servers = _CountingResolver(address)
+        lookup = lookup_with(servers, clock=lambda: now[0])
+        assert lookup("remote.test", "TXT") == [(b"v=spf1 -all",)]
+        # What a caller does with its answer does not change the one kept.
+        lookup("remote.test", "MX").append("changed")
+        for _ in range(3):
+            assert lookup("remote.test", "TXT") == [(b"v=spf1 -all",)]
+            assert lookup("remote.test", "MX") == [(10, "mx.remote.test")]
+        assert servers.asked == 2
+        now[0] += 61                  # the zone's TTL is 60 s
+        assert lookup("remote.test", "TXT") == [(b"v=spf1 -all",)]
+        assert servers.asked == 3
+        assert lookup("nowhere.remote.test", "TXT") == lookup("nowhere.remote.test", "TXT") == []
+
+
+@pytest.mark.parametrize("fields", [
+    b"",
+    b"X-ARC-Seal: i=1; a=rsa-sha256; cv=none; d=good.test; s=sel; b=AAAA\r\n",
+    b"arc-seal: i=1; a=rsa-sha256; cv=none; d=good.test; s=sel; b=AAAA\r\n",
+    b"ARC-Authentication-Results: i=1; relay.test; spf=pass\r\n",
+    b"Arc-Message-Signature: i=1; a=rsa-sha256; d=good.test; s=sel; h=from; bh=AAAA; b=AAAA\r\n",
+])
+def test_arc_is_judged_as_dkimpy_judges_it(fields):
+    """The ARC check skips dkimpy only where dkimpy would find no ARC set: the same verdict."""
+    import authheaders
+    from mailbox_appliance.smtp.sender_checks import SenderChecks
+    message = fields + b"From: a@good.test\r\nSubject: ARC-Seal: i=1\r\n\r\nARC-Seal: i=1; in the body\r\n"
+    checks = SenderChecks("mail.example.test", lambda name, kind: [])
+    expected = authheaders.check_arc(message, dnsfunc=lambda *_args, **_kwargs: None)
+    assert str(checks._arc(message, message.split(b"\r\n\r\n", 1)[0])) == str(expected)

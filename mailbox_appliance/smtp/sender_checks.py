@@ -28,6 +28,9 @@ from mailbox_appliance.message import field_values
 __all__ = ["DNSFailure", "SenderChecks"]
 
 _DKIM_SIGNATURE = re.compile(rb"(?im)^dkim-signature[ \t]*:")
+# dkimpy's ARC.ARC_HEADERS, as dkimpy's parser reads a field's name (no space before the colon).
+_ARC_FIELD = re.compile(rb"(?im)^arc-(?:seal|message-signature|authentication-results):")
+_NOT_ARC_SIGNED = "Message is not ARC signed"   # dkimpy's ARC.verify's words for that case
 # A DMARC record authheaders cannot read: DMARCException since 0.16; Debian 12's 0.15.2 lets the
 # parser's own IndexError through.
 _UNREADABLE_DMARC = (getattr(dmarc_lookup, "DMARCException", IndexError), IndexError, ValueError, KeyError)
@@ -124,11 +127,9 @@ class SenderChecks:
         """(the Authentication-Results field, CRLF-terminated; the DMARC result; the policy of
         the author's domain; the author's domain, None without one single author)."""
         spf = self._spf(ip, helo, mail_from)
-        dkim_results = self._dkim(message)
-        try:
-            arc_result = authheaders.check_arc(message, dnsfunc=self._dkim_txt)
-        except dkim.MessageFormatError:
-            arc_result = authheaders.ARCAuthenticationResult(result="none")
+        header = message.split(b"\r\n\r\n", 1)[0]
+        dkim_results = self._dkim(message, header)
+        arc_result = self._arc(message, header)
         dmarc_result, policy, author_domain = self._dmarc(message, spf, dkim_results)
         results = [SPFAuthenticationResult(**spf), *dkim_results, arc_result, dmarc_result]
         field = str(AuthenticationResultsHeader(authserv_id=self.hostname, results=results)).encode("utf-8")
@@ -180,9 +181,10 @@ class SenderChecks:
             spf.DNSLookup = previous
         return {"result": result, "reason": reason or None, "smtp_mailfrom": identity, "smtp_helo": helo}
 
-    def _dkim(self, message):
-        """One result per DKIM-Signature (RFC 6376 §6.1: each is verified on its own)."""
-        count = len(_DKIM_SIGNATURE.findall(message.split(b"\r\n\r\n", 1)[0]))
+    def _dkim(self, message, header):
+        """One result per DKIM-Signature (RFC 6376 §6.1: each is verified on its own); *header*
+        is *message*'s header section."""
+        count = len(_DKIM_SIGNATURE.findall(header))
         if not count:
             return [DKIMAuthenticationResult(result="none")]
         try:
@@ -203,6 +205,17 @@ class SenderChecks:
                      for tag in ("d", "i") if fields.get(tag.encode())}
             results.append(DKIMAuthenticationResult(result=result, **found))
         return results
+
+    def _arc(self, message, header):
+        """The ARC chain's validation (RFC 8617 §5.2).  Most mail has no ARC set at all, and
+        then dkimpy's answer is known without its parse of the message and canonicalization of
+        every field (a sixth of a message's checks): the same "none" it gives."""
+        if not _ARC_FIELD.search(header):
+            return authheaders.ARCAuthenticationResult(result="none", result_comment=_NOT_ARC_SIGNED)
+        try:
+            return authheaders.check_arc(message, dnsfunc=self._dkim_txt)
+        except dkim.MessageFormatError:
+            return authheaders.ARCAuthenticationResult(result="none")
 
     def _dmarc(self, message, spf, dkim_results):
         """(the DMARC result, the policy, the author's domain or None)."""
