@@ -4,15 +4,41 @@ Every file the appliance replaces is written the same way: a temporary file in
 the same directory, written whole, fsynced, renamed over the target, and the
 directory fsynced.  rename(2) is atomic within a file system, so a reader (or a
 reboot) sees either the old file or the new one, never a torn one.
+
+The group committer's writer thread makes the files of a whole round durable at
+once (SyncRound): one syncfs(2) per file system instead of one fsync per file.
 """
 
+import ctypes
 import errno
 import fcntl
 import os
+import platform
+import re
 import secrets
+import threading
 from contextlib import contextmanager
 
-__all__ = ["sync_dir", "write_all", "create_synced", "unlink_quietly", "atomic_replace", "locked", "disk_full"]
+__all__ = ["sync_dir", "write_all", "create_synced", "SyncRound", "unlink_quietly", "atomic_replace", "locked",
+           "disk_full"]
+
+
+def _libc_syncfs():
+    """libc's syncfs(2) where it reports write-back errors, Linux 5.8 and later (commit
+    735e4ae5ba28: before, it returned 0 whatever was lost); else None."""
+    version = re.match(r"(\d+)\.(\d+)", platform.release())
+    if platform.system() != "Linux" or version is None or (int(version[1]), int(version[2])) < (5, 8):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    return function
+
+
+_SYNCFS = _libc_syncfs()
+_rounds = threading.local()       # .current: the SyncRound open in this thread, if any
 
 
 def disk_full(error):
@@ -53,20 +79,79 @@ def unlink_quietly(path):
 
 
 def create_synced(path, data, mode=0o600):
-    """Write *data* to the new file *path* (O_EXCL: never someone else's) and fsync it.
+    """Write *data* to the new file *path* (O_EXCL: never someone else's) and make it durable:
+    fsynced here, or, inside a SyncRound of this thread, by that round's sync().
 
     On any error the partial file is removed and the error re-raised.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:
+            syncing = getattr(_rounds, "current", None)
+            if syncing is not None:
+                syncing.add(fd, path)
             write_all(fd, data)
-            os.fsync(fd)
+            if syncing is None:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:
         unlink_quietly(path)
         raise
+
+
+def sync_filesystem(fd):
+    """syncfs(2) the file system *fd* is on: every file written there is durable once it
+    returns; a write-back error there since *fd* was opened is raised (OSError)."""
+    if _SYNCFS(fd) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
+class SyncRound:
+    """Files create_synced makes in this thread while the round is entered are made durable
+    together by sync(), before any of them is renamed into place.
+
+    A round of the group committer holds a file for each message arriving meanwhile; an fsync
+    each, the writer thread waited on the disk, and for the interpreter lock and a CPU after
+    each, once per file: at 700 messages a second, rounds of 9 files took 10 ms, and 4 with
+    one syncfs(2) per file system (one per round here), which writes back every file of that
+    file system and flushes the disk's cache once.  Where syncfs does not report write-back
+    errors (before Linux 5.8, or off Linux) the round does nothing and create_synced fsyncs
+    each file as before.
+
+    The file system's descriptor is opened before the first file on it is written: syncfs
+    reports only the errors that came after its descriptor was opened.  Unrelated files on the
+    same file system are written back too; on the appliance those are the mail and its logs.
+    """
+
+    def __init__(self):
+        self._filesystems = {}        # st_dev: a descriptor of a directory on it
+
+    def __enter__(self):
+        if _SYNCFS is not None:
+            _rounds.current = self
+        return self
+
+    def __exit__(self, *exc_info):
+        _rounds.current = None
+
+    def add(self, fd, path):
+        """*fd*, open on the new file *path*, is about to be written."""
+        device = os.fstat(fd).st_dev
+        if device not in self._filesystems:
+            self._filesystems[device] = os.open(os.path.dirname(path) or ".",
+                                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def sync(self):
+        """Make every file of the round durable (OSError if that cannot be known), then close."""
+        filesystems, self._filesystems = self._filesystems, {}
+        try:
+            for fd in filesystems.values():
+                sync_filesystem(fd)
+        finally:
+            for fd in filesystems.values():
+                os.close(fd)
 
 
 def atomic_replace(path, data, tmp_prefix=None, mode=0o600, mtime_after=None):

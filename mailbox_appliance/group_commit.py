@@ -4,17 +4,18 @@ directory fsyncs.
 A message may be acknowledged (250) only when its files are written, fsynced and renamed into
 place, and the directories holding them fsynced.  Done one message at a time in the reactor
 thread, every fsync would stall every session.  Here each message's writes are a batch of jobs;
-the writer thread takes all batches waiting, writes and fsyncs their files, renames them into
-place, fsyncs each directory once for all of them, and only then answers each batch in the
-reactor thread.  Under load many messages share one round of directory fsyncs; when idle a single
-message is committed at once.
+the writer thread takes all batches waiting, writes their files, makes them all durable at once
+(atomic.SyncRound: one syncfs per file system), renames them into place, fsyncs each directory
+once for all of them, and only then answers each batch in the reactor thread.  Under load many
+messages share one round of syncs; when idle a single message is committed at once.
 
-A job (ICommitJob) has five steps: write() (temporary file, fsynced), publish() (rename into
-place), directories() (to fsync after publish), settle() (what may happen only once that is
-durable), discard() (remove what write() or publish() made).  If any job of a batch fails to
-write, the whole batch is discarded and fails, so a message is stored for all its recipients or
-for none of them.  The queue's envelope rewrites and removals are jobs too: under load they share
-the same directory fsyncs as the messages arriving.
+A job (ICommitJob) has five steps: write() (temporary files, made durable with the round's),
+publish() (rename into place), directories() (to fsync after publish), settle() (what may happen
+only once that is durable), discard() (remove what write() or publish() made).  If any job of a
+batch fails to write, the whole batch is discarded and fails, so a message is stored for all its
+recipients or for none of them; if the round's files cannot be made durable, every batch of the
+round is.  The queue's envelope rewrites and removals are jobs too: under load they share the
+same syncs as the messages arriving.
 """
 
 import queue
@@ -24,7 +25,7 @@ import time
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from mailbox_appliance.atomic import sync_dir
+from mailbox_appliance.atomic import SyncRound, sync_dir
 
 _STOP = object()
 
@@ -79,7 +80,17 @@ class GroupCommitter:
             job.publish()
             directories.update(job.directories())
 
-        written = _each_job(batches, lambda job: job.write(), outcomes)
+        syncing = SyncRound()
+        with syncing:
+            written = _each_job(batches, lambda job: job.write(), outcomes)
+        try:
+            syncing.sync()
+        except OSError:
+            failure = Failure()
+            for jobs, result in written:
+                _discard(jobs)
+                outcomes.append((result, failure))
+            written = []
         published = _each_job(written, publish, outcomes)
         failed_sync = None
         for directory in directories:

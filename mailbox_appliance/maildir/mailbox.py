@@ -409,7 +409,7 @@ class Folder:
         """APPEND (RFC 3501 §6.3.11): store each (data, flag letters, internal date or None)
         durably, all or none (RFC 3502 §6); a Deferred firing with their UIDs.
 
-        Each is written to tmp/, fsynced and renamed straight into cur/ with its flags by the
+        Each is written to tmp/, made durable and renamed straight into cur/ with its flags by the
         group committer's thread, which fsyncs cur/ once for every APPEND waiting: the reactor
         serves the other sessions meanwhile (writing and fsyncing here took a third of its time
         under imaptest's load).  UIDs are given once the files are durable; each message is
@@ -523,7 +523,7 @@ class Folder:
 
 
 class _Appended:
-    """One APPENDed message as an ICommitJob: written and fsynced in tmp/, then renamed into
+    """One APPENDed message as an ICommitJob: written durably in tmp/, then renamed into
     cur/ with its flags; the committer fsyncs cur/.  Not delivery.MaildirJob: an APPEND goes to
     cur/ even without flags (a client that appends has seen it), carries its internal date, and
     has its name before the writer thread runs, so a poll can leave the file to the APPEND."""

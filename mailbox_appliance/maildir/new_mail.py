@@ -2,8 +2,9 @@
 
 Why: SMTP may answer 250 only once the message survives a crash.  The Maildir
 spec (https://cr.yp.to/proto/maildir.html) delivers by writing tmp/<unique>
-and moving it into new/; we add the fsyncs that make it durable: the file
-before the rename, the new/ directory after it.
+and moving it into new/; we make both steps durable: the file before the rename
+(fsynced, or synced with its group-commit round: atomic.SyncRound), the new/
+directory after it.
 
 The steps are exposed separately so a caller can batch the directory fsync
 (group commit): ``write_tmp`` each message, ``publish`` each, then one
@@ -23,7 +24,7 @@ __all__ = ["TmpFile", "write_tmp", "publish", "discard", "store"]
 
 @dataclass(frozen=True)
 class TmpFile:
-    """A message written and fsynced in tmp/, not yet visible in new/ (or in cur/, when it is
+    """A message written in tmp/ (durable: see write_tmp), not yet visible in new/ (or in cur/, when it is
     stored with flag *letters*: a Sieve script's \\Seen, RFC 5232)."""
     maildir: str
     name: str
@@ -41,7 +42,7 @@ class TmpFile:
 
 
 def write_tmp(maildir, data, hostname=None, crlf_only=False, letters=""):
-    """Write *data* byte for byte to tmp/<unique name>, fsync it, return a TmpFile.
+    """Write *data* byte for byte to tmp/<unique name>, durably (atomic.create_synced), return a TmpFile.
 
     The name carries S= (len of data) and W= (size with CRLF line ends), which
     is S when the caller knows every line already ends in CRLF (*crlf_only*:

@@ -120,7 +120,7 @@ class StagedEntry:
     """One message on its way into the spool: stage -> write -> publish -> sync dirs.
 
     The steps are separate so one writer thread can group-commit a batch:
-    write() every entry (one file fsync each), publish() every entry, then
+    write() every entry (its files made durable with the round's), publish() every entry, then
     sync_dir() each directory of directories() once for the whole batch.
     """
 
@@ -134,7 +134,7 @@ class StagedEntry:
         self._envelope_tmp = os.path.join(spool.envelopes_dir, self.id + ".json.tmp")
 
     def write(self):
-        """Write the message and the envelope under temporary names and fsync both."""
+        """Write the message and the envelope under temporary names, durably (atomic.create_synced)."""
         if self._state != "staged":
             raise RuntimeError("entry %s is %s, cannot write" % (self.id, self._state))
         envelope_bytes = self.envelope.to_json().encode("utf-8")
@@ -191,7 +191,7 @@ class StagedEntry:
 
 @implementer(ICommitJob)
 class EnvelopeRewrite:
-    """A new version of a committed envelope: temporary file (fsynced), renamed over the old.
+    """A new version of a committed envelope: temporary file (durable), renamed over the old.
 
     A crash leaves either the old or the new envelope, so at worst the last attempt's outcome
     is lost and that delivery is repeated.
