@@ -120,9 +120,8 @@ class ICommitJob(Interface):
     """One file change made durable by the group committer, in steps it can batch."""
 
     def write():
-        """Write what is new under temporary names with atomic.create_synced, in the directories
-        it will be renamed into or beside them (the same file system): durable once the
-        committer's round has synced; nothing is visible yet."""
+        """Write what is new under temporary names with atomic.create_synced (durable once the
+        committer's round has synced); nothing is visible yet."""
 
     def publish():
         """Make the change visible (renames, unlinks); no fsync."""
