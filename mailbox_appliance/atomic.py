@@ -112,13 +112,12 @@ class SyncRound:
     """Files create_synced makes in this thread while the round is entered are made durable
     together by sync(), before any of them is renamed into place.
 
-    A round of the group committer holds a file for each message arriving meanwhile; an fsync
-    each, the writer thread waited on the disk, and for the interpreter lock and a CPU after
-    each, once per file: at 700 messages a second, rounds of 9 files took 10 ms, and 4 with
-    one syncfs(2) per file system (one per round here), which writes back every file of that
-    file system and flushes the disk's cache once.  Where syncfs does not report write-back
-    errors (before Linux 5.8, or off Linux) the round does nothing and create_synced fsyncs
-    each file as before.
+    A round of the group committer holds a file for each message that arrived meanwhile.  With
+    an fsync each, the writer thread waited once per file for the disk, then for a CPU and the
+    interpreter lock: at 700 messages a second a round of 9 files took 10 ms (median).  One
+    syncfs(2) per file system, which writes back every file there and flushes the disk's cache
+    once, brought that to 3.5 ms.  Where syncfs does not report write-back errors (before
+    Linux 5.8, or off Linux) a round does nothing and create_synced fsyncs each file.
 
     The file system's descriptor is opened before the first file on it is written: syncfs
     reports only the errors that came after its descriptor was opened.  Unrelated files on the
