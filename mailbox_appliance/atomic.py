@@ -24,21 +24,37 @@ __all__ = ["sync_dir", "write_all", "create_synced", "SyncRound", "unlink_quietl
 
 
 def _libc_syncfs():
-    """libc's syncfs(2) where it reports write-back errors, Linux 5.8 and later (commit
-    735e4ae5ba28: before, it returned 0 whatever was lost); else None."""
+    """libc's syncfs(2) and fstatfs(2) where syncfs reports every error: Linux 5.17 and later
+    (from 5.8, commit 735e4ae5ba28, write-back errors; from 5.17, commit 5679897eb104, the file
+    system's own; before, it returned 0 whatever was lost); else None."""
     version = re.match(r"(\d+)\.(\d+)", platform.release())
-    if platform.system() != "Linux" or version is None or (int(version[1]), int(version[2])) < (5, 8):
+    if platform.system() != "Linux" or version is None or (int(version[1]), int(version[2])) < (5, 17):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs, fstatfs = libc.syncfs, libc.fstatfs
     except (OSError, AttributeError):
         return None
-    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
-    return function
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    fstatfs.argtypes, fstatfs.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_int
+    return syncfs, fstatfs
 
 
 _SYNCFS = _libc_syncfs()
 _rounds = threading.local()       # .current: the SyncRound open in this thread, if any
+# The file systems (statfs f_type) whose syncfs makes every file written there durable, as an
+# fsync of each would: ext2/3/4, XFS, btrfs, and tmpfs (nothing is durable there anyway).  On
+# others (FUSE, network file systems, overlayfs) syncfs may not ask the server, or pass on a
+# write-back error, where fsync does: their files are fsynced one by one.
+_SYNCFS_KEEPS_FILES = {0xEF53, 0x58465342, 0x9123683E, 0x01021994}
+
+
+def _syncfs_keeps_files(fd):
+    """Whether syncfs makes the files of *fd*'s file system durable (_SYNCFS_KEEPS_FILES)."""
+    statfs = ctypes.create_string_buffer(512)      # struct statfs, f_type (a word) first
+    if _SYNCFS[1](fd, statfs) != 0:
+        return False
+    return ctypes.c_ulong.from_buffer(statfs).value & 0xFFFFFFFF in _SYNCFS_KEEPS_FILES
 
 
 def disk_full(error):
@@ -88,10 +104,9 @@ def create_synced(path, data, mode=0o600):
     try:
         try:
             syncing = getattr(_rounds, "current", None)
-            if syncing is not None:
-                syncing.add(fd, path)
+            by_round = syncing is not None and syncing.add(fd, path)
             write_all(fd, data)
-            if syncing is None:
+            if not by_round:
                 os.fsync(fd)
         finally:
             os.close(fd)
@@ -103,7 +118,7 @@ def create_synced(path, data, mode=0o600):
 def sync_filesystem(fd):
     """syncfs(2) the file system *fd* is on: every file written there is durable once it
     returns; a write-back error there since *fd* was opened is raised (OSError)."""
-    if _SYNCFS(fd) != 0:
+    if _SYNCFS[0](fd) != 0:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
 
@@ -116,40 +131,54 @@ class SyncRound:
     an fsync each, the writer thread waited once per file for the disk, then for a CPU and the
     interpreter lock: at 700 messages a second a round of 9 files took 10 ms (median).  One
     syncfs(2) per file system, which writes back every file there and flushes the disk's cache
-    once, brought that to 3.5 ms.  Where syncfs does not report write-back errors (before
-    Linux 5.8, or off Linux) a round does nothing and create_synced fsyncs each file.
+    once, brought that to 3.5 ms.  Where syncfs does not report every error (before Linux
+    5.17, or off Linux), and on file systems not in _SYNCFS_KEEPS_FILES, create_synced fsyncs
+    each file instead; so it does in a round of one job (*together* false), where an fsync
+    costs no more and writes back nothing else.
 
     The file system's descriptor is opened before the first file on it is written: syncfs
     reports only the errors that came after its descriptor was opened.  Unrelated files on the
-    same file system are written back too; on the appliance those are the mail and its logs.
+    same file system are written back too, and an error writing one of them fails the round:
+    the data directory is best on a file system of its own.
     """
 
-    def __init__(self):
-        self._filesystems = {}        # st_dev: a descriptor of a directory on it
+    def __init__(self, together=True):
+        self._together = together and _SYNCFS is not None
+        self._filesystems = {}        # st_dev: a descriptor of a directory on it, or None
 
     def __enter__(self):
-        if _SYNCFS is not None:
+        if self._together:
             _rounds.current = self
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, *exc_info):
         _rounds.current = None
+        if exc_type is not None:
+            self._close()
 
     def add(self, fd, path):
-        """*fd*, open on the new file *path*, is about to be written."""
+        """*fd*, open on the new file *path*, is about to be written: whether the round makes
+        it durable (else the caller fsyncs it)."""
         device = os.fstat(fd).st_dev
         if device not in self._filesystems:
             self._filesystems[device] = os.open(os.path.dirname(path) or ".",
-                                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
+                if _syncfs_keeps_files(fd) else None
+        return self._filesystems[device] is not None
 
     def sync(self):
         """Make every file of the round durable (OSError if that cannot be known), then close."""
-        filesystems, self._filesystems = self._filesystems, {}
         try:
-            for fd in filesystems.values():
-                sync_filesystem(fd)
+            for fd in self._filesystems.values():
+                if fd is not None:
+                    sync_filesystem(fd)
         finally:
-            for fd in filesystems.values():
+            self._close()
+
+    def _close(self):
+        filesystems, self._filesystems = self._filesystems, {}
+        for fd in filesystems.values():
+            if fd is not None:
                 os.close(fd)
 
 

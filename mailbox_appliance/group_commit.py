@@ -80,7 +80,7 @@ class GroupCommitter:
             job.publish()
             directories.update(job.directories())
 
-        syncing = SyncRound()
+        syncing = SyncRound(together=sum(len(jobs) for jobs, _result in batches) > 1)
         with syncing:
             written = _each_job(batches, lambda job: job.write(), outcomes)
         try:

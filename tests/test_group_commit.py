@@ -94,8 +94,8 @@ def test_a_removal_whose_fsync_fails_keeps_the_message(tmp_path, monkeypatch):
 
 
 def test_a_round_whose_files_cannot_be_made_durable_stores_none_of_them(tmp_path, monkeypatch):
-    if atomic._SYNCFS is None:
-        pytest.skip("syncfs(2) reports write-back errors from Linux 5.8 on; the writer fsyncs each file here")
+    if _syncfs_here(str(tmp_path)):
+        pytest.skip(_syncfs_here(str(tmp_path)))
     data_dir = str(tmp_path / "data")
     maildir = os.path.join(data_dir, "mail", "example.test", "alice")
     create_user_maildir(maildir)
@@ -110,6 +110,17 @@ def test_a_round_whose_files_cannot_be_made_durable_stores_none_of_them(tmp_path
     assert _outcome(local).check(OSError) and _outcome(remote).check(OSError)
     assert [os.listdir(os.path.join(maildir, part)) for part in ("tmp", "new")] == [[], []]
     assert os.listdir(spool.messages_dir) == [] and os.listdir(spool.envelopes_dir) == []
+
+
+def test_syncfs_is_trusted_only_where_it_keeps_every_file():
+    if atomic._SYNCFS is None:
+        pytest.skip(_syncfs_here("/"))
+    assert atomic._SYNCFS_KEEPS_FILES >= {0xEF53, 0x58465342}      # ext4, XFS
+    fd = os.open("/proc", os.O_RDONLY)       # a file system not on the list
+    try:
+        assert not atomic._syncfs_keeps_files(fd)
+    finally:
+        os.close(fd)
 
 
 def test_rewrite_and_removal_of_an_entry_that_is_gone(tmp_path):
@@ -212,21 +223,36 @@ def _at(events, event, after=0):
     return events.index(event, after)
 
 
-@pytest.fixture(params=["syncfs", "fsync"])
-def durability(request, monkeypatch):
-    """How the writer makes a round's files durable: one syncfs per file system, or (where
-    syncfs reports no write-back errors) an fsync per file."""
-    if request.param == "fsync":
+def _syncfs_here(directory):
+    """Why a round cannot syncfs in *directory*, or None when it can."""
+    if atomic._SYNCFS is None:
+        return "syncfs(2) reports every error from Linux 5.17 on; the writer fsyncs each file here"
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if not atomic._syncfs_keeps_files(fd):
+            return f"{directory} is on a file system whose files the writer fsyncs one by one"
+    finally:
+        os.close(fd)
+    return None
+
+
+@pytest.fixture(params=["syncfs", "fsync, a round of one", "fsync, no syncfs"])
+def durability(request, monkeypatch, tmp_path):
+    """How the writer makes a round's files durable: one syncfs per file system for a round of
+    several jobs; an fsync per file for a round of one, or where syncfs would not do."""
+    if request.param == "fsync, no syncfs":
         monkeypatch.setattr(atomic, "_SYNCFS", None)
-    elif atomic._SYNCFS is None:
-        pytest.skip("syncfs(2) reports write-back errors from Linux 5.8 on; the writer fsyncs each file here")
+    elif _syncfs_here(str(tmp_path)):
+        pytest.skip(_syncfs_here(str(tmp_path)))
     return request.param
 
 
 def _durable(events, path, durability):
     """Index of the event after which the file *path* (still in its temporary place) is durable."""
-    if durability == "fsync":
+    if durability != "syncfs":
+        assert not any(event[0] == "syncfs" for event in events), events
         return _at(events, ("fsync", path))
+    assert ("fsync", path) not in events, events
     return _at(events, ("syncfs", os.stat(os.path.dirname(path)).st_dev), after=_at(events, ("written", path)))
 
 
@@ -240,11 +266,15 @@ def test_the_deferred_fires_only_after_files_renames_and_directories_are_durable
     committer = GroupCommitter(reactor)
     delivery = Delivery(data_dir, "mail.example.test", None, spool, committer, Quotas(data_dir, None, None, reactor))
     spool.watch(lambda envelope: events.append(("on_queued", envelope.id)))
+    if durability == "fsync, a round of one" and where == "local and remote":
+        durability = "syncfs"           # the local copy and the spool entry: a round of two jobs
     local = ("alice@example.test",) if "local" in where else ()
+    # A round of one job is fsynced file by file: with syncfs, bob's copy makes it two.
+    local += ("bob@example.test",) if durability == "syncfs" else ()
     remote = ("friend@remote.test",) if "remote" in where else ()
     maildir = os.path.join(data_dir, "mail", "example.test", "alice")
-    if local:
-        create_user_maildir(maildir)    # as delivery would on first use; not what is under test
+    for user in local:                  # as delivery would on first use; not what is under test
+        create_user_maildir(os.path.join(data_dir, "mail", "example.test", user.partition("@")[0]))
     message = b"Subject: durable\r\n\r\nHello.\r\n"
     _record_durability_calls(monkeypatch, events)
     queue_id = delivery.new_id()
@@ -264,7 +294,7 @@ def test_the_deferred_fires_only_after_files_renames_and_directories_are_durable
     scheduled = _at(events, ("callFromThread",))
     assert scheduled < fired
 
-    if local:
+    if "local" in where:
         [name] = os.listdir(os.path.join(maildir, "new"))
         tmp_file, new_file = os.path.join(maildir, "tmp", name), os.path.join(maildir, "new", name)
         with open(new_file, "rb") as handle:

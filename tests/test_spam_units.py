@@ -202,3 +202,15 @@ def test_arc_is_judged_as_dkimpy_judges_it(fields):
     checks = SenderChecks("mail.example.test", lambda name, kind: [])
     expected = authheaders.check_arc(message, dnsfunc=lambda *_args, **_kwargs: None)
     assert str(checks._arc(message, message.split(b"\r\n\r\n", 1)[0])) == str(expected)
+
+
+@pytest.mark.parametrize("field", [b"DKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=s; h=from; bh=AAAA; b=AAAA\r\n",
+                                   b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x.test; s=s; b=AAAA\r\n"])
+def test_a_header_dkimpy_cannot_parse_is_a_verdict_not_an_error(field):
+    """A header section that starts with a folded line: dkimpy's parser fails on it (IndexError),
+    which must give DKIM permerror or ARC none, not a checker error (a 451 on every retry)."""
+    from mailbox_appliance.smtp.sender_checks import SenderChecks
+    message = b" folded: x\r\n" + field + b"From: a@x.test\r\n\r\nbody\r\n"
+    verdict, _result, _policy, _author = SenderChecks("mail.example.test", lambda name, kind: []).evaluate(
+        "127.0.0.1", "client.x.test", "a@x.test", message)
+    assert (b"dkim=permerror" if field.startswith(b"DKIM") else b"arc=none") in verdict

@@ -37,6 +37,9 @@ DOWN_SECONDS = 30
 # Answers kept at most; past it, the kept ones are dropped all at once (dnspython's cache is
 # still there behind them).
 KEPT_ANSWERS = 10000
+# The longest an answer is kept, whatever its TTL: Debian 12's dnspython gives an empty answer
+# without an SOA record the largest TTL there is (2**32 - 1 s).
+KEPT_SECONDS = 3600
 
 
 def make_resolver(servers):
@@ -77,7 +80,7 @@ def lookup_with(resolver, clock=time.monotonic):
         if len(kept) >= KEPT_ANSWERS:
             kept.clear()
         # dnspython's expiration is on the wall clock; what is left of the TTL, on ours.
-        kept[name, kind] = (now + answer.expiration - time.time(), records)
+        kept[name, kind] = (now + min(answer.expiration - time.time(), KEPT_SECONDS), records)
         return list(records)
     return lookup
 

@@ -31,6 +31,9 @@ _DKIM_SIGNATURE = re.compile(rb"(?im)^dkim-signature[ \t]*:")
 # dkimpy's ARC.ARC_HEADERS, as dkimpy's parser reads a field's name (no space before the colon).
 _ARC_FIELD = re.compile(rb"(?im)^arc-(?:seal|message-signature|authentication-results):")
 _NOT_ARC_SIGNED = "Message is not ARC signed"   # dkimpy's ARC.verify's words for that case
+# What dkimpy's parser raises for a header section it cannot read: IndexError for one that
+# starts with a continuation line (a fold with no field before it).
+_UNREADABLE_HEADER = (dkim.MessageFormatError, IndexError)
 # A DMARC record authheaders cannot read: DMARCException since 0.16; Debian 12's 0.15.2 lets the
 # parser's own IndexError through.
 _UNREADABLE_DMARC = (getattr(dmarc_lookup, "DMARCException", IndexError), IndexError, ValueError, KeyError)
@@ -189,7 +192,7 @@ class SenderChecks:
             return [DKIMAuthenticationResult(result="none")]
         try:
             verifier = dkim.DKIM(message)
-        except dkim.MessageFormatError:
+        except _UNREADABLE_HEADER:
             return [DKIMAuthenticationResult(result="permerror")]
         results = []
         for index in range(count):
@@ -214,7 +217,7 @@ class SenderChecks:
             return authheaders.ARCAuthenticationResult(result="none", result_comment=_NOT_ARC_SIGNED)
         try:
             return authheaders.check_arc(message, dnsfunc=self._dkim_txt)
-        except dkim.MessageFormatError:
+        except _UNREADABLE_HEADER:
             return authheaders.ARCAuthenticationResult(result="none")
 
     def _dmarc(self, message, spf, dkim_results):
