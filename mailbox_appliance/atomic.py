@@ -9,6 +9,7 @@ The group committer's writer thread makes the files of a whole round durable at
 once (SyncRound): one syncfs(2) per file system instead of one fsync per file.
 """
 
+import collections
 import ctypes
 import errno
 import fcntl
@@ -23,8 +24,11 @@ __all__ = ["sync_dir", "write_all", "create_synced", "SyncRound", "unlink_quietl
            "disk_full"]
 
 
+_LibcCalls = collections.namedtuple("_LibcCalls", "syncfs fstatfs")
+
+
 def _libc_syncfs():
-    """libc's syncfs(2) and fstatfs(2) where syncfs reports every error: Linux 5.17 and later
+    """libc's syncfs(2) and fstatfs(2) (_LibcCalls) where syncfs reports every error: Linux 5.17 and later
     (from 5.8, commit 735e4ae5ba28, write-back errors; from 5.17, commit 5679897eb104, the file
     system's own; before, it returned 0 whatever was lost); else None."""
     version = re.match(r"(\d+)\.(\d+)", platform.release())
@@ -37,7 +41,7 @@ def _libc_syncfs():
         return None
     syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
     fstatfs.argtypes, fstatfs.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_int
-    return syncfs, fstatfs
+    return _LibcCalls(syncfs, fstatfs)
 
 
 _SYNCFS = _libc_syncfs()
@@ -52,7 +56,7 @@ _SYNCFS_KEEPS_FILES = {0xEF53, 0x58465342, 0x9123683E, 0x01021994}
 def _syncfs_keeps_files(fd):
     """Whether syncfs makes the files of *fd*'s file system durable (_SYNCFS_KEEPS_FILES)."""
     statfs = ctypes.create_string_buffer(512)      # struct statfs, f_type (a word) first
-    if _SYNCFS[1](fd, statfs) != 0:
+    if _SYNCFS.fstatfs(fd, statfs) != 0:
         return False
     return ctypes.c_ulong.from_buffer(statfs).value & 0xFFFFFFFF in _SYNCFS_KEEPS_FILES
 
@@ -118,7 +122,7 @@ def create_synced(path, data, mode=0o600):
 def sync_filesystem(fd):
     """syncfs(2) the file system *fd* is on: every file written there is durable once it
     returns; a write-back error there since *fd* was opened is raised (OSError)."""
-    if _SYNCFS[0](fd) != 0:
+    if _SYNCFS.syncfs(fd) != 0:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
 

@@ -14,8 +14,8 @@ publish() (rename into place), directories() (to fsync after publish), settle() 
 only once that is durable), discard() (remove what write() or publish() made).  If any job of a
 batch fails to write, the whole batch is discarded and fails, so a message is stored for all its
 recipients or for none of them; if the round's files cannot be made durable, every batch written
-in the round is discarded and fails.  The queue's envelope rewrites and removals are jobs too: under load they share the
-same syncs as the messages arriving.
+in the round is discarded and fails.  The queue's envelope rewrites and removals are jobs too:
+under load they share the same syncs as the messages arriving.
 """
 
 import queue

@@ -122,7 +122,7 @@ class MessageCommands:
                 batch.append(b"* " + vanished + b"\r\n")
         kinds = {item.kind for item in query}
         with_uid = uid or "uid" in kinds
-        makers, flags = self._item_makers(query)
+        makers, flags, modseq = self._item_makers(query)
         for number, message_uid in chosen:
             message = folder.messages.get(message_uid)
             if message is None:
@@ -137,7 +137,7 @@ class MessageCommands:
             if flags_too and "flags" not in kinds:
                 items.append(flags(message))
             if with_modseq and "modseq" not in kinds:
-                items.append(b"MODSEQ (%d)" % message.modseq)
+                items.append(modseq(message))
             try:
                 items += [make(message) for make in makers]
             except transfer_encoding.UnknownEncoding as unknown:
@@ -155,8 +155,8 @@ class MessageCommands:
 
     def _item_makers(self, query):
         """For each item of *query* but UID, the function of a message that gives its bytes, and
-        the one for FLAGS: chosen once per command, not once per message (choosing was a quarter
-        of a 100,000-message UID FETCH 1:* FLAGS)."""
+        the ones for FLAGS and MODSEQ, which a command may imply: chosen once per command, not
+        once per message (choosing was a quarter of a 100,000-message UID FETCH 1:* FLAGS)."""
         folder = self.selection.folder
         last = [None, None]               # the message parsed last and its Part: its items share it
         flag_items = {}                   # FLAGS encoded once per combination of flags
@@ -173,8 +173,11 @@ class MessageCommands:
                 item = flag_items[key] = b"FLAGS " + flag_list(self.selection.flags_of(message.uid))
             return item
 
+        def modseq(message):
+            return b"MODSEQ (%d)" % message.modseq
+
         makers = {
-            "modseq": lambda message: b"MODSEQ (%d)" % message.modseq,
+            "modseq": modseq,
             "flags": flags,
             "internaldate": lambda message: b"INTERNALDATE " + internal_date(folder.internal_date(message)),
             "rfc822size": lambda message: b"RFC822.SIZE %d" % folder.rfc822_size(message),
@@ -188,7 +191,7 @@ class MessageCommands:
 
         def section(item):
             return lambda message: self._section_item(whole(message), item)
-        return [makers.get(item.kind) or section(item) for item in query if item.kind != "uid"], flags
+        return [makers.get(item.kind) or section(item) for item in query if item.kind != "uid"], flags, modseq
 
     def _section_item(self, message, item):
         try:

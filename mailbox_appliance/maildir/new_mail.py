@@ -24,8 +24,8 @@ __all__ = ["TmpFile", "write_tmp", "publish", "discard", "store"]
 
 @dataclass(frozen=True)
 class TmpFile:
-    """A message written in tmp/ (durable: see write_tmp), not yet visible in new/ (or in cur/, when it is
-    stored with flag *letters*: a Sieve script's \\Seen, RFC 5232)."""
+    """A message written in tmp/ (durable: see write_tmp), not yet visible in new/ (or in cur/,
+    when it is stored with flag *letters*: a Sieve script's \\Seen, RFC 5232)."""
     maildir: str
     name: str
     letters: str = ""
@@ -42,7 +42,8 @@ class TmpFile:
 
 
 def write_tmp(maildir, data, hostname=None, crlf_only=False, letters=""):
-    """Write *data* byte for byte to tmp/<unique name>, durably (atomic.create_synced), return a TmpFile.
+    """Write *data* byte for byte to tmp/<unique name>, durably (atomic.create_synced), and
+    return a TmpFile.
 
     The name carries S= (len of data) and W= (size with CRLF line ends), which
     is S when the caller knows every line already ends in CRLF (*crlf_only*:

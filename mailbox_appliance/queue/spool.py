@@ -120,8 +120,8 @@ class StagedEntry:
     """One message on its way into the spool: stage -> write -> publish -> sync dirs.
 
     The steps are separate so one writer thread can group-commit a batch:
-    write() every entry (its files made durable with the round's), publish() every entry, then
-    sync_dir() each directory of directories() once for the whole batch.
+    write() every entry (its files made durable with the round's), publish() every entry,
+    then sync_dir() each directory of directories() once for the whole batch.
     """
 
     def __init__(self, spool, envelope, data):
@@ -134,7 +134,8 @@ class StagedEntry:
         self._envelope_tmp = os.path.join(spool.envelopes_dir, self.id + ".json.tmp")
 
     def write(self):
-        """Write the message and the envelope under temporary names, durably (atomic.create_synced)."""
+        """Write the message and the envelope under temporary names, durably
+        (atomic.create_synced)."""
         if self._state != "staged":
             raise RuntimeError("entry %s is %s, cannot write" % (self.id, self._state))
         envelope_bytes = self.envelope.to_json().encode("utf-8")

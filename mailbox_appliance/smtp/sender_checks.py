@@ -129,12 +129,12 @@ class SenderChecks:
     def evaluate(self, ip, helo, mail_from, message):
         """(the Authentication-Results field, CRLF-terminated; the DMARC result; the policy of
         the author's domain; the author's domain, None without one single author)."""
-        spf = self._spf(ip, helo, mail_from)
+        spf_result = self._spf(ip, helo, mail_from)
         header = message.split(b"\r\n\r\n", 1)[0]
         dkim_results = self._dkim(message, header)
         arc_result = self._arc(message, header)
-        dmarc_result, policy, author_domain = self._dmarc(message, spf, dkim_results)
-        results = [SPFAuthenticationResult(**spf), *dkim_results, arc_result, dmarc_result]
+        dmarc_result, policy, author_domain = self._dmarc(message, spf_result, dkim_results)
+        results = [SPFAuthenticationResult(**spf_result), *dkim_results, arc_result, dmarc_result]
         field = str(AuthenticationResultsHeader(authserv_id=self.hostname, results=results)).encode("utf-8")
         # Folded at "; " so no line passes 78 characters (RFC 5322 §2.1.1).
         return field.replace(b"; ", b";\r\n    ") + b"\r\n", dmarc_result.result, policy, author_domain
@@ -220,7 +220,7 @@ class SenderChecks:
         except _UNREADABLE_HEADER:
             return authheaders.ARCAuthenticationResult(result="none")
 
-    def _dmarc(self, message, spf, dkim_results):
+    def _dmarc(self, message, spf_result, dkim_results):
         """(the DMARC result, the policy, the author's domain or None)."""
         authors = [address for _name, address in email.utils.getaddresses(
             [value.decode("utf-8", "replace") for value in field_values(message, b"from")])]
@@ -235,7 +235,7 @@ class SenderChecks:
         for dkim_result in dkim_results:
             try:
                 # A new SPF result each time: authheaders rewrites the properties it reads.
-                outcomes.append(authheaders.dmarc_per_from(domain, SPFAuthenticationResult(**spf), dkim_result,
+                outcomes.append(authheaders.dmarc_per_from(domain, SPFAuthenticationResult(**spf_result), dkim_result,
                                                            dnsfunc=self._dmarc_txt))
             except (DNSFailure, *_UNREADABLE_DMARC) as failure:
                 outcomes.append(("temperror" if isinstance(failure, DNSFailure) else "permerror",
